@@ -1,1 +1,23 @@
-//! placeholder
+//! # hub-sink — canonical records out to their targets
+//!
+//! Owns the last stage: it consumes `hub.canonical.<entity>` and writes each record to the
+//! targets its tenant's topology routes that entity to. The SQL table sink is exactly-once (rows
+//! and consumed offsets commit in one database transaction); API sinks (the webhook sink now,
+//! vendor connectors later) are effectively-once (at-least-once delivery, idempotent upserts, a
+//! write ledger, offsets committed after the target acknowledged). Permanent refusals go to
+//! `hub.dlq.sink` with the target's reason.
+//!
+//! Depends on: hub-schemas (records, codec, topics), hub-topology (routes, targets, metric
+//! names), hub-connectors (the webhook signature). Kafka stays in `runner`; the store, the
+//! sinks and the offset logic are plain code, testable without a broker.
+//! Must not know about: vendors' field mappings, ingest, the transform's conflict logic.
+
+pub mod error;
+pub mod offsets;
+pub mod record;
+pub mod store;
+
+pub use error::{RecordError, SinkError};
+pub use offsets::{Admission, OffsetCache, Position, already_applied};
+pub use record::CanonicalRecord;
+pub use store::{Backend, BatchOutcome, LedgerEntry, SqlStore, UpsertOutcome};

@@ -1,1 +1,19 @@
-//! placeholder
+//! # hub-topology — the declarative description of what a hub node runs
+//!
+//! Owns the topology file: tenants, their connectors and the vendor entities each syncs, the
+//! field mappings from vendor records to canonical entities, the targets and the routes of
+//! canonical entities to them, and the node's runtime settings. `Topology::parse` checks a
+//! file offline (no network) with errors that name the line; the runtime pieces are built
+//! from it by the `hub` binary.
+//!
+//! Depends on: hub-schemas (entity names). Must not know about: Kafka, HTTP, SQL.
+
+pub mod metrics;
+mod model;
+mod validate;
+
+pub use model::*;
+pub use validate::{TopologyError, parse, parse_with_env};
+
+/// The topology `hub demo` runs when given none: two vendors, every entity routed to SQL.
+pub const DEMO_TOPOLOGY: &str = include_str!("../examples/demo.yaml");

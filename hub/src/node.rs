@@ -1,0 +1,184 @@
+//! A running node: the roles of one process, wired from a topology.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use hub_control::observability::{self, Readiness};
+use hub_schemas::Codec;
+use hub_schemas::registry::SchemaRegistry;
+use hub_topology::{TargetKind, Topology};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::Role;
+use crate::admin;
+
+pub struct Node {
+    shutdown_tx: watch::Sender<bool>,
+    stop_flag: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    /// Where ingest listens, when this node runs it.
+    pub ingest_addr: Option<SocketAddr>,
+    /// Where metrics, health and the embedded registry are served.
+    pub control_addr: SocketAddr,
+}
+
+fn has(roles: &[Role], r: Role) -> bool {
+    roles.contains(&Role::All) || roles.contains(&r)
+}
+
+async fn bind(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))
+}
+
+impl Node {
+    /// Starts the given roles; returns once every listener is bound and every loop started.
+    pub async fn start(topology: Topology, roles: &[Role]) -> anyhow::Result<Node> {
+        let topology = Arc::new(topology);
+        let rt = topology.runtime.clone();
+        let handle = observability::install_metrics();
+        let readiness = Readiness::default();
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let stop_flag = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        let mut threads = Vec::new();
+
+        // Topics first: every loop below expects them.
+        let topics = topology.topics();
+        loop {
+            match admin::ensure_topics(&rt.kafka_bootstrap, &topics, rt.partitions, rt.replication).await {
+                Ok(()) => break,
+                Err(e) => {
+                    warn!(error = %e, bootstrap = %rt.kafka_bootstrap, "cannot create topics yet; retrying");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        }
+
+        let control_listener = bind(&rt.control_listen).await?;
+        let control_addr = control_listener.local_addr()?;
+        let mut control_router = observability::router(handle, readiness.clone());
+        let embedded = rt.registry == "embedded";
+        if embedded && has(roles, Role::Control) {
+            let registry = SchemaRegistry::open_kafka(&rt.kafka_bootstrap)
+                .await
+                .context("opening the embedded schema registry")?;
+            control_router = control_router.merge(hub_schemas::registry::router(Arc::new(registry)));
+        }
+        let registry_url = if embedded { format!("http://{control_addr}") } else { rt.registry.clone() };
+        tasks.push(serve(control_listener, control_router, shutdown_rx.clone()));
+        let codec = Arc::new(Codec::new(&registry_url));
+
+        let mut ingest_addr = None;
+        if has(roles, Role::Ingest) {
+            readiness.register("ingest");
+            let publisher = hub_ingest::KafkaPublisher::new(&rt.kafka_bootstrap, 10_000)?;
+            let state = Arc::new(hub_ingest::IngestState::new(topology.clone(), Arc::new(publisher), codec.clone()));
+            let listener = bind(&rt.ingest_listen).await?;
+            ingest_addr = Some(listener.local_addr()?);
+            tasks.push(serve(listener, hub_ingest::router(state), shutdown_rx.clone()));
+            readiness.set("ingest", true);
+            info!(addr = %ingest_addr.unwrap_or(control_addr), "ingest listening");
+        }
+        if has(roles, Role::Transform) {
+            readiness.register("transform");
+            let cfg = hub_transform::TransformConfig::for_topology(&topology);
+            let runner = hub_transform::TransformRunner::new(cfg, topology.clone(), codec.clone());
+            threads.push(runner.spawn(stop_flag.clone()));
+            readiness.set("transform", true);
+        }
+        if has(roles, Role::Sink) {
+            readiness.register("sink");
+            let store = hub_sink::SqlStore::connect(&rt.sql_url).await.context("opening the SQL sink database")?;
+            let sql = hub_sink::SqlSinkRunner::new(
+                &rt.kafka_bootstrap,
+                codec.clone(),
+                topology.clone(),
+                store.clone(),
+                &topology.topic_names().group("sink-sql"),
+            )?;
+            let rx = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = sql.run(rx).await {
+                    warn!(error = %e, "SQL sink stopped");
+                }
+            }));
+            for tenant in &topology.tenants {
+                for target in &tenant.targets {
+                    if let TargetKind::Webhook { .. } = target.kind {
+                        let runner = hub_sink::WebhookSinkRunner::new(
+                            &rt.kafka_bootstrap,
+                            codec.clone(),
+                            topology.clone(),
+                            store.clone(),
+                            &tenant.id,
+                            &target.id,
+                        )?;
+                        let rx = shutdown_rx.clone();
+                        tasks.push(tokio::spawn(async move {
+                            if let Err(e) = runner.run(rx).await {
+                                warn!(error = %e, "webhook sink stopped");
+                            }
+                        }));
+                    }
+                }
+            }
+            readiness.set("sink", true);
+        }
+        readiness.register("control");
+        readiness.set("control", true);
+        info!(control = %control_addr, registry = %registry_url, namespace = %rt.namespace, "node started");
+        Ok(Node { shutdown_tx, stop_flag, tasks, threads, ingest_addr, control_addr })
+    }
+
+    /// Stops every role, letting in-flight batches finish.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown_tx.send(true);
+        self.stop_flag.store(true, Ordering::SeqCst);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
+        }
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+fn serve(listener: tokio::net::TcpListener, router: axum::Router, mut rx: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        if let Err(e) = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            warn!(error = %e, "listener stopped");
+        }
+    })
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    info!("shutting down");
+}

@@ -1,0 +1,44 @@
+//! The hub's metrics: one list, so dashboards and alerts have a contract to rely on.
+//! Names follow `hub_<stage>_<what>_<unit>`; labels are `tenant`, `connector`, `entity`,
+//! `target`, `outcome` — never a per-record or per-customer value.
+
+/// Records accepted or refused at the edge. Labels: tenant, connector, entity, outcome
+/// (`accepted`, `rejected`, `failed`).
+pub const INGEST_RECORDS_TOTAL: &str = "hub_ingest_records_total";
+/// HTTP requests to the ingest endpoint. Labels: status (the HTTP status code).
+pub const INGEST_REQUESTS_TOTAL: &str = "hub_ingest_requests_total";
+/// Time from request start to answer. Labels: status.
+pub const INGEST_REQUEST_SECONDS: &str = "hub_ingest_request_duration_seconds";
+/// Records through the transform. Labels: tenant, connector, entity, outcome
+/// (`canonical`, `dead_lettered`).
+pub const TRANSFORM_RECORDS_TOTAL: &str = "hub_transform_records_total";
+/// Transactions committed or aborted. Labels: outcome (`committed`, `aborted`).
+pub const TRANSFORM_TRANSACTIONS_TOTAL: &str = "hub_transform_transactions_total";
+/// Records through a sink. Labels: tenant, entity, target, outcome (`written`, `stale`,
+/// `duplicate`, `dead_lettered`).
+pub const SINK_RECORDS_TOTAL: &str = "hub_sink_records_total";
+/// Failed attempts to write to a target. Labels: target, outcome (`transient`, `permanent`).
+pub const SINK_ERRORS_TOTAL: &str = "hub_sink_errors_total";
+/// Source timestamp → target acknowledgement. Labels: entity, target.
+pub const E2E_LATENCY_SECONDS: &str = "hub_e2e_latency_seconds";
+/// Hub ingest acceptance → target acknowledgement. Labels: entity, target.
+pub const PIPELINE_LATENCY_SECONDS: &str = "hub_pipeline_latency_seconds";
+/// Messages behind the high watermark per consumer group. Labels: stage, topic.
+pub const CONSUMER_LAG_MESSAGES: &str = "hub_consumer_lag_messages";
+/// Errors talking to the broker. Labels: stage.
+pub const BROKER_ERRORS_TOTAL: &str = "hub_broker_errors_total";
+
+/// Every metric above, for the contract test.
+pub const ALL: [&str; 11] = [
+    INGEST_RECORDS_TOTAL,
+    INGEST_REQUESTS_TOTAL,
+    INGEST_REQUEST_SECONDS,
+    TRANSFORM_RECORDS_TOTAL,
+    TRANSFORM_TRANSACTIONS_TOTAL,
+    SINK_RECORDS_TOTAL,
+    SINK_ERRORS_TOTAL,
+    E2E_LATENCY_SECONDS,
+    PIPELINE_LATENCY_SECONDS,
+    CONSUMER_LAG_MESSAGES,
+    BROKER_ERRORS_TOTAL,
+];
