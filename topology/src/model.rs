@@ -206,9 +206,9 @@ pub enum Format {
     UsState,
 }
 
-/// A place canonical records are written to.
+/// A place canonical records are written to. (serde cannot deny unknown fields through
+/// `flatten`, so the kind's own fields are checked by the kind.)
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
 pub struct Target {
     pub id: String,
     #[serde(flatten)]
@@ -216,7 +216,7 @@ pub struct Target {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TargetKind {
     /// The node's SQL database (`runtime.sql_url`), one table per entity.
     Sql,

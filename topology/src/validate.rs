@@ -71,6 +71,23 @@ fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String
     if errors.is_empty() { Ok(out) } else { Err(errors) }
 }
 
+/// serde_yaml reports errors from custom deserialisers at the start of the enclosing
+/// mapping; the offending value or field, quoted in the message, is usually a few lines on.
+fn refine_line(text: &str, reported: usize, message: &str) -> usize {
+    let quoted = message
+        .split('`')
+        .nth(1)
+        .or_else(|| message.split('\'').nth(1))
+        .filter(|q| !q.is_empty());
+    let Some(q) = quoted else { return reported };
+    text.lines()
+        .enumerate()
+        .skip(reported.saturating_sub(1))
+        .take(50)
+        .find(|(_, l)| l.contains(q))
+        .map_or(reported, |(i, _)| i + 1)
+}
+
 fn line_of(text: &str, needles: &[&str]) -> Option<usize> {
     text.lines()
         .position(|l| needles.iter().all(|n| l.contains(n)))
@@ -109,10 +126,10 @@ pub fn parse_with_env(
 ) -> Result<Topology, Vec<TopologyError>> {
     let expanded = expand_env(text, env)?;
     let topo: Topology = serde_yaml::from_str(&expanded).map_err(|e| {
-        let line = e.location().map(|l| l.line());
         let msg = e.to_string();
         // serde_yaml appends " at line N column M"; the line is reported separately.
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        let line = e.location().map(|l| refine_line(&expanded, l.line(), &msg));
         vec![TopologyError {
             line,
             path: String::new(),

@@ -238,11 +238,9 @@ impl TransformRunner {
         for ((t, p), o) in &next {
             offsets.add_partition_offset(t, *p, Offset::Offset(*o))?;
         }
-        let metadata = consumer.group_metadata().ok_or_else(|| {
-            KafkaError::Transaction(rdkafka::error::RDKafkaError::from(
-                rdkafka::types::RDKafkaErrorCode::InvalidGroupId,
-            ))
-        })?;
+        let metadata = consumer
+            .group_metadata()
+            .ok_or(KafkaError::Global(rdkafka::types::RDKafkaErrorCode::InvalidGroupId))?;
         let result = producer
             .send_offsets_to_transaction(&offsets, &metadata, self.cfg.transaction_timeout)
             .and_then(|()| producer.commit_transaction(self.cfg.transaction_timeout));

@@ -116,6 +116,9 @@ impl KafkaLog {
             .map_err(|e| storage("creating the schema log producer", e))?;
         let consumer: BaseConsumer = config
             .client()
+            // librdkafka refuses `assign` without a group id ("Unknown group"), although this
+            // consumer never joins the group nor commits: offsets live in the registry's state.
+            .set("group.id", "hub-schema-registry")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")

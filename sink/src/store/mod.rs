@@ -25,7 +25,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 pub use exec::Backend;
-use exec::{Out, Pool, Sql, Tx, Val};
+use exec::{Out, Pool, Sql, Val};
 pub use schema::{Column, ColumnKind, TableDef};
 
 use crate::error::{Result, SinkError};

@@ -1,0 +1,157 @@
+//! The real [`Publisher`]: an idempotent librdkafka producer with `acks=all`.
+//!
+//! Enqueueing (`send_result`) never blocks; each record's delivery report arrives on its own
+//! future and the batch resolves when all have. A dead broker surfaces as delivery failures
+//! after `message.timeout.ms`, which is what turns it into a timely `503` at the edge.
+
+use std::time::{Duration, Instant};
+
+use futures::future::{BoxFuture, join_all};
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+
+use crate::publisher::{OutboundRecord, PublishError, Publisher};
+
+/// How to reach the broker. Built by the `hub` binary from the topology's runtime section.
+#[derive(Debug, Clone)]
+pub struct KafkaPublisherConfig {
+    /// Kafka bootstrap servers (`runtime.kafka_bootstrap`).
+    pub bootstrap_servers: String,
+    /// How long librdkafka may try to deliver one record before it reports failure; bounds how
+    /// long a webhook waits when the broker is down. Default 10 000.
+    pub message_timeout_ms: u64,
+    /// Extra librdkafka settings (e.g. `security.protocol`, `sasl.*`), applied last.
+    pub client_options: Vec<(String, String)>,
+}
+
+impl KafkaPublisherConfig {
+    pub const DEFAULT_MESSAGE_TIMEOUT_MS: u64 = 10_000;
+
+    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
+        KafkaPublisherConfig {
+            bootstrap_servers: bootstrap_servers.into(),
+            message_timeout_ms: Self::DEFAULT_MESSAGE_TIMEOUT_MS,
+            client_options: Vec::new(),
+        }
+    }
+
+    pub fn message_timeout_ms(mut self, ms: u64) -> Self {
+        self.message_timeout_ms = ms;
+        self
+    }
+
+    pub fn client_option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.client_options.push((key.into(), value.into()));
+        self
+    }
+
+    /// The librdkafka settings this config stands for.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap_servers)
+            .set("client.id", "hub-ingest")
+            // What we answered 202 for must survive a broker loss, and a retried send must not
+            // duplicate or reorder a key's records.
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            // Records of one webhook go out together; 2 ms costs little latency.
+            .set("linger.ms", "2")
+            // No compression: lz4/zstd are not guaranteed in this build's librdkafka (the
+            // workspace enables only `libz`), and raw payloads are small.
+            .set("message.timeout.ms", self.message_timeout_ms.to_string());
+        for (k, v) in &self.client_options {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// Creates the producer. Does not touch the network: librdkafka connects lazily.
+    pub fn build(&self) -> Result<KafkaPublisher, KafkaError> {
+        Ok(KafkaPublisher {
+            producer: self.client_config().create()?,
+            queue_timeout: Duration::from_millis(self.message_timeout_ms),
+        })
+    }
+}
+
+/// Publishes through a shared idempotent [`FutureProducer`].
+pub struct KafkaPublisher {
+    producer: FutureProducer,
+    /// How long to wait for room when librdkafka's local queue is full.
+    queue_timeout: Duration,
+}
+
+impl KafkaPublisher {
+    /// Hands one record to librdkafka, waiting (off-thread, by sleeping) while its queue is full.
+    async fn enqueue(&self, r: &OutboundRecord) -> Result<DeliveryFuture, KafkaError> {
+        let started = Instant::now();
+        loop {
+            let headers = r.headers.iter().fold(
+                OwnedHeaders::new_with_capacity(r.headers.len()),
+                |h, (key, value)| {
+                    h.insert(Header {
+                        key,
+                        value: Some(value.as_str()),
+                    })
+                },
+            );
+            let record = FutureRecord::to(&r.topic)
+                .key(r.key.as_str())
+                .payload(r.payload.as_slice())
+                .headers(headers);
+            match self.producer.send_result(record) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
+                    if started.elapsed() < self.queue_timeout =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Publisher for KafkaPublisher {
+    fn publish_batch(&self, records: Vec<OutboundRecord>) -> BoxFuture<'_, Result<(), PublishError>> {
+        Box::pin(async move {
+            let total = records.len();
+            // Enqueue strictly in order (a key's records must stay ordered), then await every
+            // delivery report concurrently.
+            let mut deliveries = Vec::with_capacity(total);
+            for r in &records {
+                match self.enqueue(r).await {
+                    Ok(d) => deliveries.push(d),
+                    Err(e) => {
+                        return Err(PublishError {
+                            failed: total - deliveries.len(),
+                            total,
+                            reason: e.to_string(),
+                        });
+                    }
+                }
+            }
+            let mut failed = 0;
+            let mut reason = None;
+            for outcome in join_all(deliveries).await {
+                let error = match outcome {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err((e, _message))) => e.to_string(),
+                    Err(_canceled) => "the producer dropped the delivery report".to_string(),
+                };
+                failed += 1;
+                reason.get_or_insert(error);
+            }
+            match reason {
+                None => Ok(()),
+                Some(reason) => Err(PublishError {
+                    failed,
+                    total,
+                    reason,
+                }),
+            }
+        })
+    }
+}

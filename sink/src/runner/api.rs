@@ -1,0 +1,308 @@
+//! The loop of one API target of one tenant: effectively once. Delivery is at-least-once
+//! (Kafka offsets are committed only after the target acknowledged, or the refused records'
+//! dead letters are safe); the write ledger skips what the target already holds, so a
+//! redelivery sends nothing new.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use hub_schemas::{Codec, Entity};
+use hub_topology::Topology;
+use rdkafka::producer::FutureProducer;
+use tokio::sync::watch;
+
+use super::{
+    Consumed, DeadLetterOut, OutcomeCounts, RunnerOptions, SinkConsumer, batch_backoff, collect, commit,
+    dead_letter, pause, record_latency,
+};
+use crate::api::{Sink, WebhookSink, WriteResult, write_with_retry};
+use crate::error::{Result, SinkError};
+use crate::offsets::positions_after;
+use crate::record::{CanonicalRecord, entity_of_topic, tenant_of_key};
+use crate::routes::webhook_routes;
+use crate::shutdown::is_stopped;
+use crate::store::SqlStore;
+
+/// Runs one [`Sink`] for one tenant: its own consumer group, only that tenant's records of the
+/// entities routed to the target.
+pub struct ApiSinkRunner<S: Sink> {
+    bootstrap: String,
+    codec: Arc<Codec>,
+    store: SqlStore,
+    tenant: String,
+    entities: Vec<Entity>,
+    sink: S,
+    group_id: String,
+    options: RunnerOptions,
+}
+
+/// The runner of a webhook target.
+pub type WebhookSinkRunner = ApiSinkRunner<WebhookSink>;
+
+enum Flow {
+    Done,
+    /// Shutdown came while records were still unacknowledged: nothing committed.
+    Stopped,
+}
+
+impl ApiSinkRunner<WebhookSink> {
+    /// The runner of the webhook target `target_id` of `tenant_id`; group
+    /// `hub-sink-webhook-<tenant>-<target>` unless `group_id` names another.
+    pub fn new(
+        bootstrap: String,
+        codec: Arc<Codec>,
+        topology: Arc<Topology>,
+        store: SqlStore,
+        tenant_id: &str,
+        target_id: &str,
+        group_id: Option<String>,
+    ) -> Result<Self> {
+        let route = webhook_routes(&topology)
+            .into_iter()
+            .find(|r| r.tenant == tenant_id && r.target.id == target_id)
+            .ok_or_else(|| {
+                SinkError::Config(format!(
+                    "tenant '{tenant_id}' has no webhook target '{target_id}' with routed entities"
+                ))
+            })?;
+        let sink = WebhookSink::from_target(&route.target)?;
+        let group = group_id.unwrap_or_else(|| Self::default_group(tenant_id, target_id));
+        Ok(Self::with_sink(bootstrap, codec, store, tenant_id, route.entities, sink, group))
+    }
+
+    pub fn default_group(tenant_id: &str, target_id: &str) -> String {
+        format!("hub-sink-webhook-{tenant_id}-{target_id}")
+    }
+
+    /// One runner per (tenant, webhook target) of the topology, with default groups.
+    pub fn all(bootstrap: &str, codec: Arc<Codec>, topology: Arc<Topology>, store: SqlStore) -> Result<Vec<Self>> {
+        webhook_routes(&topology)
+            .iter()
+            .map(|r| {
+                Self::new(
+                    bootstrap.to_string(),
+                    codec.clone(),
+                    topology.clone(),
+                    store.clone(),
+                    &r.tenant,
+                    &r.target.id,
+                    None,
+                )
+            })
+            .collect()
+    }
+}
+
+impl<S: Sink + 'static> ApiSinkRunner<S> {
+    /// A runner writing `tenant`'s records of `entities` through `sink`.
+    pub fn with_sink(
+        bootstrap: String,
+        codec: Arc<Codec>,
+        store: SqlStore,
+        tenant: &str,
+        entities: Vec<Entity>,
+        sink: S,
+        group_id: String,
+    ) -> Self {
+        ApiSinkRunner {
+            bootstrap,
+            codec,
+            store,
+            tenant: tenant.to_string(),
+            entities,
+            sink,
+            group_id,
+            options: RunnerOptions::default(),
+        }
+    }
+
+    pub fn with_options(mut self, options: RunnerOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    pub fn group_id(&self) -> &str {
+        &self.group_id
+    }
+
+    /// Runs until `shutdown` turns true, then returns after the batch in hand is acknowledged
+    /// and committed — or, if the target is failing, leaves it uncommitted for redelivery.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        let consumer = super::consumer(&self.bootstrap, &self.group_id, &self.options)?;
+        let producer = super::dlq_producer(&self.bootstrap)?;
+        super::subscribe(&consumer, &self.entities)?;
+        let target = self.sink.target_id().to_string();
+        tracing::info!(tenant = %self.tenant, target = %target, entities = self.entities.len(), "API sink started");
+        while !is_stopped(&shutdown) {
+            let batch = collect(&consumer, &self.options, &mut shutdown).await;
+            if batch.is_empty() {
+                continue;
+            }
+            let mut dead_lettered = HashSet::new();
+            let mut delays = batch_backoff();
+            loop {
+                match self
+                    .process(&consumer, &producer, &batch, &mut dead_lettered, &mut shutdown)
+                    .await
+                {
+                    Ok(Flow::Done) => break,
+                    Ok(Flow::Stopped) => {
+                        tracing::info!(tenant = %self.tenant, target = %target, "stopping with records not acknowledged");
+                        return Ok(());
+                    }
+                    Err(e) if e.is_retriable() => {
+                        if matches!(e, SinkError::Kafka(_)) {
+                            metrics::counter!(hub_topology::metrics::BROKER_ERRORS_TOTAL, "stage" => "sink").increment(1);
+                        }
+                        tracing::warn!(tenant = %self.tenant, target = %target, code = e.code(), error = %e, "batch failed; retrying");
+                        if !pause(delays.next().unwrap_or_default(), &mut shutdown).await {
+                            return Ok(());
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(tenant = %self.tenant, target = %target, code = e.code(), error = %e, "API sink stopped");
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        tracing::info!(tenant = %self.tenant, target = %target, "API sink stopped");
+        Ok(())
+    }
+
+    async fn process(
+        &self,
+        consumer: &SinkConsumer,
+        producer: &FutureProducer,
+        batch: &[Consumed],
+        dead_lettered: &mut HashSet<usize>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<Flow> {
+        let target = self.sink.target_id();
+        let generation = consumer.context().generation();
+        let messages: Vec<(usize, &Consumed)> =
+            batch.iter().enumerate().filter(|(_, m)| m.generation == generation).collect();
+        if messages.is_empty() {
+            return Ok(Flow::Done);
+        }
+        let positions = positions_after(messages.iter().map(|(_, m)| (m.topic.as_str(), m.partition, m.offset)));
+        let mut counts = OutcomeCounts::default();
+
+        // Decode this tenant's records of the routed entities; the rest is not ours.
+        let mut records: Vec<(CanonicalRecord, usize)> = Vec::new();
+        for (i, m) in messages {
+            let Some(entity) = entity_of_topic(&m.topic).filter(|e| self.entities.contains(e)) else {
+                continue;
+            };
+            if m.key.as_deref().and_then(tenant_of_key) != Some(self.tenant.as_str()) {
+                continue;
+            }
+            let failure = match m.value.as_deref() {
+                None => Some("the message has no value".to_string()),
+                Some(value) => match CanonicalRecord::decode(&self.codec, &m.topic, m.partition, m.offset, value).await {
+                    Ok(r) if r.tenant != self.tenant => Some("the record's tenant_id does not match its key".into()),
+                    Ok(r) => {
+                        records.push((r, i));
+                        None
+                    }
+                    Err(e) if e.is_retriable() => return Err(e),
+                    Err(e) => Some(e.to_string()),
+                },
+            };
+            if let Some(reason) = failure {
+                self.dead_letter_once(producer, batch, i, entity, "decode", reason, 1, dead_lettered)
+                    .await?;
+                counts.add(&self.tenant, entity, target, "dead_lettered");
+            }
+        }
+
+        // Skip what the ledger says the target holds already.
+        let all: Vec<CanonicalRecord> = records.iter().map(|(r, _)| r.clone()).collect();
+        let pending = self.store.ledger_pending(target, &all).await?;
+        let mut to_send: Vec<usize> = Vec::new();
+        for (j, send) in pending.into_iter().enumerate() {
+            if send {
+                to_send.push(j);
+            } else {
+                counts.add(&self.tenant, records[j].0.entity, target, "skipped_replay");
+            }
+        }
+
+        let mut flow = Flow::Done;
+        while !to_send.is_empty() {
+            let sending: Vec<CanonicalRecord> = to_send.iter().map(|j| records[*j].0.clone()).collect();
+            let deliveries = write_with_retry(&self.sink, &sending, &self.options.retry, shutdown).await;
+            let mut acknowledged: Vec<&CanonicalRecord> = Vec::new();
+            let mut remaining = Vec::new();
+            for (j, d) in to_send.iter().copied().zip(deliveries) {
+                let (record, message) = (&records[j].0, records[j].1);
+                match d.result {
+                    WriteResult::Ok => {
+                        acknowledged.push(record);
+                        record_latency(record.entity, target, record.source_updated_at, record.received_at);
+                        counts.add(&self.tenant, record.entity, target, "written");
+                    }
+                    WriteResult::Permanent { reason } => {
+                        let attempts = i32::try_from(d.attempts).unwrap_or(i32::MAX);
+                        self.dead_letter_once(producer, batch, message, record.entity, "permanent", reason, attempts, dead_lettered)
+                            .await?;
+                        counts.add(&self.tenant, record.entity, target, "dead_lettered");
+                    }
+                    WriteResult::Transient { .. } => remaining.push(j),
+                }
+            }
+            self.store.ledger_record(target, &acknowledged).await?;
+            to_send = remaining;
+            if !to_send.is_empty() {
+                // Out of attempts: the target is down or throttling hard. Keep the records
+                // (no commit, no dead letter) and try again after a pause.
+                metrics::counter!(hub_topology::metrics::SINK_ERRORS_TOTAL, "target" => target.to_string(), "outcome" => "transient")
+                    .increment(1);
+                tracing::warn!(tenant = %self.tenant, target = %target, records = to_send.len(), "target still failing after all attempts; pausing");
+                if !pause(self.options.retry.max_delay, shutdown).await {
+                    flow = Flow::Stopped;
+                    break;
+                }
+            }
+        }
+        let summary = counts.summary();
+        counts.emit();
+        tracing::debug!(tenant = %self.tenant, target = %target, ?summary, "batch done");
+        if matches!(flow, Flow::Done) {
+            commit(consumer, &positions);
+        }
+        Ok(flow)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn dead_letter_once(
+        &self,
+        producer: &FutureProducer,
+        batch: &[Consumed],
+        message: usize,
+        entity: Entity,
+        error_class: &str,
+        reason: String,
+        attempts: i32,
+        dead_lettered: &mut HashSet<usize>,
+    ) -> Result<()> {
+        if dead_lettered.contains(&message) {
+            return Ok(());
+        }
+        dead_letter(
+            producer,
+            &self.codec,
+            DeadLetterOut {
+                message: &batch[message],
+                tenant: Some(&self.tenant),
+                entity: Some(entity),
+                error_class,
+                reason,
+                attempts,
+            },
+        )
+        .await?;
+        dead_lettered.insert(message);
+        Ok(())
+    }
+}
