@@ -69,7 +69,10 @@ pub(crate) fn parse_body(
     }
 }
 
-fn parse_json(body: &[u8], max_batch_records: usize) -> Result<Vec<IncomingRecord<'_>>, IngestError> {
+fn parse_json(
+    body: &[u8],
+    max_batch_records: usize,
+) -> Result<Vec<IncomingRecord<'_>>, IngestError> {
     // serde_json limits nesting (128 levels), so a deeply nested body is an error, not a stack
     // overflow; its messages name the line and column.
     let doc: Value =
@@ -100,7 +103,9 @@ fn parse_json(body: &[u8], max_batch_records: usize) -> Result<Vec<IncomingRecor
                     message: "every element of a batch must be a JSON object (one record)",
                 });
             }
-            let spans = text.map(array_element_spans).filter(|s| s.len() == items.len());
+            let spans = text
+                .map(array_element_spans)
+                .filter(|s| s.len() == items.len());
             Ok(items
                 .into_iter()
                 .enumerate()
@@ -140,7 +145,8 @@ fn parse_xml(body: &[u8]) -> Result<IncomingRecord<'_>, IngestError> {
 }
 
 /// The exact text of each top-level element of a JSON array that serde_json already accepted.
-/// Cuts only at ASCII structural characters, so every slice is on a char boundary.
+/// Cuts only at ASCII structural characters, so every slice is on a char boundary; should it
+/// ever disagree with serde_json on the count, the caller re-serializes instead.
 fn array_element_spans(text: &str) -> Vec<&str> {
     let mut spans = Vec::new();
     let mut depth = 0usize;
@@ -169,14 +175,14 @@ fn array_element_spans(text: &str) -> Vec<&str> {
                 depth = depth.saturating_sub(1);
                 if depth == 0 {
                     if let Some(s) = start.take() {
-                        spans.push(text[s..i].trim_end());
+                        spans.extend(text.get(s..i).map(str::trim_end));
                     }
                     break;
                 }
             }
             b',' if depth == 1 => {
                 if let Some(s) = start.take() {
-                    spans.push(text[s..i].trim_end());
+                    spans.extend(text.get(s..i).map(str::trim_end));
                 }
             }
             b' ' | b'\t' | b'\r' | b'\n' => {}
@@ -196,13 +202,21 @@ fn array_element_spans(text: &str) -> Vec<&str> {
 /// Ingest ids for `count` records. With an idempotency key they are UUIDv5 of (tenant,
 /// connector, index, key), so a retried request gets the same ids; otherwise UUIDv7 (random,
 /// and sortable by acceptance time).
-pub(crate) fn ingest_ids(tenant: &str, connector: &str, idempotency_key: Option<&str>, count: usize) -> Vec<String> {
+pub(crate) fn ingest_ids(
+    tenant: &str,
+    connector: &str,
+    idempotency_key: Option<&str>,
+    count: usize,
+) -> Vec<String> {
     match idempotency_key {
         Some(key) => {
             let ns = Uuid::new_v5(&Uuid::NAMESPACE_URL, b"urn:automatrix-hub:ingest-id");
             (0..count)
                 // Tenant and connector ids cannot contain '/', and the key comes last.
-                .map(|i| Uuid::new_v5(&ns, format!("{tenant}/{connector}/{i}/{key}").as_bytes()).to_string())
+                .map(|i| {
+                    Uuid::new_v5(&ns, format!("{tenant}/{connector}/{i}/{key}").as_bytes())
+                        .to_string()
+                })
                 .collect()
         }
         None => (0..count).map(|_| Uuid::now_v7().to_string()).collect(),
@@ -221,7 +235,11 @@ pub(crate) struct Origin<'a> {
 }
 
 /// The envelope of one record. Only the mapping's id, timestamp and deletion pointers are read.
-pub(crate) fn raw_change(origin: &Origin<'_>, record: &IncomingRecord<'_>, ingest_id: String) -> RawChange {
+pub(crate) fn raw_change(
+    origin: &Origin<'_>,
+    record: &IncomingRecord<'_>,
+    ingest_id: String,
+) -> RawChange {
     let at = |pointer: &Option<String>| -> Option<&Value> {
         let doc = record.doc.as_ref()?;
         doc.pointer(pointer.as_deref()?)
@@ -266,7 +284,11 @@ mod tests {
         let texts: Vec<&str> = records.iter().map(|r| r.text.as_ref()).collect();
         assert_eq!(
             texts,
-            [r#"{"Id": 12345678901234567890123, "b": "x,]}\"{"}"#, r#"{"a":[1,{"c":2}]}"#, "{}"]
+            [
+                r#"{"Id": 12345678901234567890123, "b": "x,]}\"{"}"#,
+                r#"{"a":[1,{"c":2}]}"#,
+                "{}"
+            ]
         );
     }
 
@@ -280,7 +302,10 @@ mod tests {
     #[test]
     fn a_non_object_element_is_named_by_its_index() {
         let e = json(r#"[{}, {}, {}, 7]"#).unwrap_err();
-        assert_eq!((e.code(), e.field()), ("invalid_record", Some("[3]".to_string())));
+        assert_eq!(
+            (e.code(), e.field()),
+            ("invalid_record", Some("[3]".to_string()))
+        );
     }
 
     #[test]
@@ -304,18 +329,43 @@ mod tests {
         assert_eq!(ok[0].text, "<?xml version=\"1.0\"?><a/>");
         assert!(ok[0].doc.is_none());
         let e = parse_body(MediaType::Xml, b"<a>\xff</a>", 1).unwrap_err();
-        assert_eq!((e.code(), e.to_string().contains("offset 3")), ("invalid_utf8", true));
-        assert_eq!(parse_body(MediaType::Xml, b"  \n", 1).unwrap_err().code(), "empty_body");
-        assert_eq!(parse_body(MediaType::Xml, b"{\"a\":1}", 1).unwrap_err().code(), "malformed_xml");
+        assert_eq!(
+            (e.code(), e.to_string().contains("offset 3")),
+            ("invalid_utf8", true)
+        );
+        assert_eq!(
+            parse_body(MediaType::Xml, b"  \n", 1).unwrap_err().code(),
+            "empty_body"
+        );
+        assert_eq!(
+            parse_body(MediaType::Xml, b"{\"a\":1}", 1)
+                .unwrap_err()
+                .code(),
+            "malformed_xml"
+        );
     }
 
     #[test]
     fn media_types_are_matched_without_parameters_or_case() {
         let h = |s: &'static str| HeaderValue::from_static(s);
-        assert_eq!(MediaType::from_header(Some(&h("Application/JSON; charset=utf-8"))).unwrap(), MediaType::Json);
-        assert_eq!(MediaType::from_header(Some(&h("text/xml"))).unwrap(), MediaType::Xml);
-        assert_eq!(MediaType::from_header(Some(&h("text/plain"))).unwrap_err().code(), "unsupported_media_type");
-        assert_eq!(MediaType::from_header(None).unwrap_err().code(), "unsupported_media_type");
+        assert_eq!(
+            MediaType::from_header(Some(&h("Application/JSON; charset=utf-8"))).unwrap(),
+            MediaType::Json
+        );
+        assert_eq!(
+            MediaType::from_header(Some(&h("text/xml"))).unwrap(),
+            MediaType::Xml
+        );
+        assert_eq!(
+            MediaType::from_header(Some(&h("text/plain")))
+                .unwrap_err()
+                .code(),
+            "unsupported_media_type"
+        );
+        assert_eq!(
+            MediaType::from_header(None).unwrap_err().code(),
+            "unsupported_media_type"
+        );
     }
 
     #[test]
@@ -353,7 +403,9 @@ mod tests {
 
     #[test]
     fn the_mapping_pointers_fill_id_operation_and_source_time() {
-        let r = envelope(r#"{"Id": "003A", "LastModifiedDate": "2024-05-01T12:00:00.000+0000", "IsDeleted": true}"#);
+        let r = envelope(
+            r#"{"Id": "003A", "LastModifiedDate": "2024-05-01T12:00:00.000+0000", "IsDeleted": true}"#,
+        );
         assert_eq!(r.external_id.as_deref(), Some("003A"));
         assert_eq!(r.operation, "delete");
         assert_eq!(r.source_ts, 1_714_564_800_000);

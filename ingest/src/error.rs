@@ -20,11 +20,15 @@ pub(crate) const RETRY_AFTER_SECS: u32 = 5;
 pub enum IngestError {
     #[error("the URL must be /ingest/v1/{{tenant}}/{{connector}}/{{entity}} with UTF-8 segments")]
     InvalidPath,
-    #[error("there is no ingest endpoint at this URL; post to /ingest/v1/{{tenant}}/{{connector}}/{{entity}}")]
+    #[error(
+        "there is no ingest endpoint at this URL; post to /ingest/v1/{{tenant}}/{{connector}}/{{entity}}"
+    )]
     NotFound,
     #[error("this endpoint only accepts POST")]
     MethodNotAllowed,
-    #[error("the body is larger than the {limit_bytes} bytes this hub accepts; send fewer records per request")]
+    #[error(
+        "the body is larger than the {limit_bytes} bytes this hub accepts; send fewer records per request"
+    )]
     BodyTooLarge { limit_bytes: usize },
     #[error("the request body could not be read completely")]
     BodyUnreadable,
@@ -33,13 +37,19 @@ pub enum IngestError {
     UnknownConnector,
     #[error("{0}")]
     Signature(SignatureError),
-    #[error("this connector does not sync the entity named in the URL; add it to the connector's entities in the topology")]
+    #[error(
+        "this connector does not sync the entity named in the URL; add it to the connector's entities in the topology"
+    )]
     UnknownEntity,
-    #[error("send records as application/json (an object or an array of objects) or as application/xml")]
+    #[error(
+        "send records as application/json (an object or an array of objects) or as application/xml"
+    )]
     UnsupportedMediaType,
     #[error("the Idempotency-Key header {0}")]
-    InvalidIdempotencyKey(&'static str),
-    #[error("this Idempotency-Key was already used for a different request; use a new key for new content")]
+    InvalidIdempotencyKey(String),
+    #[error(
+        "this Idempotency-Key was already used for a different request; use a new key for new content"
+    )]
     IdempotencyKeyReused,
     #[error("the body is not valid JSON: {0}")]
     MalformedJson(String),
@@ -55,13 +65,17 @@ pub enum IngestError {
     BatchTooLarge { count: usize, limit: usize },
     #[error("the body is empty; send one record")]
     EmptyBody,
+    #[error("the body is not XML (it must start with '<'); check the Content-Type header")]
+    MalformedXml,
     #[error("the body is not valid UTF-8 (first invalid byte at offset {valid_up_to})")]
     InvalidUtf8 { valid_up_to: usize },
     /// The schema registry could not be reached; nothing was published.
     #[error("the hub cannot reach its schema registry right now; nothing was stored, retry later")]
     RegistryUnavailable(String),
     /// The registry answered but refused (e.g. an incompatible schema): an operator must act.
-    #[error("the hub's schema registry refused the record's schema; nothing was stored, retry later")]
+    #[error(
+        "the hub's schema registry refused the record's schema; nothing was stored, retry later"
+    )]
     SchemaRegistry(String),
     #[error("the hub could not encode the record; nothing was stored, retry later")]
     Encoding(String),
@@ -74,10 +88,15 @@ impl IngestError {
     pub fn status(&self) -> StatusCode {
         use IngestError::*;
         match self {
-            InvalidPath | BodyUnreadable | InvalidIdempotencyKey(_) | MalformedJson(_)
-            | InvalidRecord { .. } | EmptyBatch | EmptyBody | InvalidUtf8 { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            InvalidPath
+            | BodyUnreadable
+            | InvalidIdempotencyKey(_)
+            | MalformedJson(_)
+            | InvalidRecord { .. }
+            | EmptyBatch
+            | EmptyBody
+            | MalformedXml
+            | InvalidUtf8 { .. } => StatusCode::BAD_REQUEST,
             NotFound | UnknownConnector | UnknownEntity => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             BodyTooLarge { .. } | BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -109,6 +128,7 @@ impl IngestError {
             EmptyBatch => "empty_batch",
             BatchTooLarge { .. } => "batch_too_large",
             EmptyBody => "empty_body",
+            MalformedXml => "malformed_xml",
             InvalidUtf8 { .. } => "invalid_utf8",
             RegistryUnavailable(_) => "registry_unavailable",
             SchemaRegistry(_) => "schema_registry_error",
@@ -136,8 +156,11 @@ impl IngestError {
 
     /// Whether the sender should simply try again later (and is told when).
     pub fn retry_after_secs(&self) -> Option<u32> {
-        matches!(self, IngestError::RegistryUnavailable(_) | IngestError::BrokerUnavailable(_))
-            .then_some(RETRY_AFTER_SECS)
+        matches!(
+            self,
+            IngestError::RegistryUnavailable(_) | IngestError::BrokerUnavailable(_)
+        )
+        .then_some(RETRY_AFTER_SECS)
     }
 }
 

@@ -99,7 +99,11 @@ impl IdempotencyCache {
                 break;
             }
             inner.order.pop_front();
-            if inner.entries.get(&key).is_some_and(|e| e.stored_at == stored_at) {
+            if inner
+                .entries
+                .get(&key)
+                .is_some_and(|e| e.stored_at == stored_at)
+            {
                 inner.entries.remove(&key);
             }
         }
@@ -114,10 +118,12 @@ impl IdempotencyCache {
         inner.order.push_back((scope, now));
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().entries.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -151,7 +157,10 @@ mod tests {
         let now = Instant::now();
         assert_eq!(c.lookup(&d("k"), &d("body"), now), Lookup::Miss);
         c.insert(d("k"), d("body"), 3, now);
-        assert_eq!(c.lookup(&d("k"), &d("body"), now), Lookup::Replay { accepted: 3 });
+        assert_eq!(
+            c.lookup(&d("k"), &d("body"), now),
+            Lookup::Replay { accepted: 3 }
+        );
         assert_eq!(c.lookup(&d("k"), &d("other"), now), Lookup::Conflict);
     }
 
@@ -160,7 +169,10 @@ mod tests {
         let c = IdempotencyCache::new(10, Duration::from_secs(60));
         let now = Instant::now();
         c.insert(d("k"), d("body"), 1, now);
-        assert_eq!(c.lookup(&d("k"), &d("body"), now + Duration::from_secs(61)), Lookup::Miss);
+        assert_eq!(
+            c.lookup(&d("k"), &d("body"), now + Duration::from_secs(61)),
+            Lookup::Miss
+        );
         assert!(c.is_empty());
     }
 
@@ -173,7 +185,10 @@ mod tests {
         c.insert(d("c"), d("x"), 1, now + Duration::from_millis(2));
         assert_eq!(c.len(), 2);
         assert_eq!(c.lookup(&d("a"), &d("x"), now), Lookup::Miss);
-        assert_eq!(c.lookup(&d("c"), &d("x"), now), Lookup::Replay { accepted: 1 });
+        assert_eq!(
+            c.lookup(&d("c"), &d("x"), now),
+            Lookup::Replay { accepted: 1 }
+        );
     }
 
     #[test]
@@ -188,7 +203,10 @@ mod tests {
         assert_eq!(c.len(), 2);
         c.insert(d("c"), d("x"), 1, t0 + Duration::from_millis(3));
         assert_eq!(c.len(), 2);
-        assert_eq!(c.lookup(&d("b"), &d("x"), t0), Lookup::Replay { accepted: 1 });
+        assert_eq!(
+            c.lookup(&d("b"), &d("x"), t0),
+            Lookup::Replay { accepted: 1 }
+        );
     }
 
     #[test]

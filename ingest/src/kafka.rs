@@ -84,6 +84,13 @@ pub struct KafkaPublisher {
 }
 
 impl KafkaPublisher {
+    /// A publisher with the default settings, `message_timeout_ms` aside.
+    pub fn new(bootstrap_servers: &str, message_timeout_ms: u64) -> Result<Self, KafkaError> {
+        KafkaPublisherConfig::new(bootstrap_servers)
+            .message_timeout_ms(message_timeout_ms)
+            .build()
+    }
+
     /// Hands one record to librdkafka, waiting (off-thread, by sleeping) while its queue is full.
     async fn enqueue(&self, r: &OutboundRecord) -> Result<DeliveryFuture, KafkaError> {
         let started = Instant::now();
@@ -115,7 +122,10 @@ impl KafkaPublisher {
 }
 
 impl Publisher for KafkaPublisher {
-    fn publish_batch(&self, records: Vec<OutboundRecord>) -> BoxFuture<'_, Result<(), PublishError>> {
+    fn publish_batch(
+        &self,
+        records: Vec<OutboundRecord>,
+    ) -> BoxFuture<'_, Result<(), PublishError>> {
         Box::pin(async move {
             let total = records.len();
             // Enqueue strictly in order (a key's records must stay ordered), then await every
@@ -153,5 +163,28 @@ impl Publisher for KafkaPublisher {
                 }),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_producer_is_idempotent_with_acks_all_and_the_configured_timeout() {
+        let c = KafkaPublisherConfig::new("broker:9092")
+            .message_timeout_ms(2500)
+            .client_option("security.protocol", "ssl")
+            .client_config();
+        assert_eq!(c.get("acks"), Some("all"));
+        assert_eq!(c.get("enable.idempotence"), Some("true"));
+        assert_eq!(c.get("linger.ms"), Some("2"));
+        assert_eq!(c.get("message.timeout.ms"), Some("2500"));
+        assert_eq!(c.get("security.protocol"), Some("ssl"));
+        assert_eq!(c.get("compression.type"), None);
+        assert_eq!(
+            KafkaPublisherConfig::new("b").message_timeout_ms,
+            KafkaPublisherConfig::DEFAULT_MESSAGE_TIMEOUT_MS
+        );
     }
 }

@@ -26,8 +26,7 @@ mod state;
 mod tests;
 
 pub use error::IngestError;
-pub use http::router;
-pub use idempotency::IdempotencyCache;
+pub use http::{IDEMPOTENCY_KEY_HEADER, IDEMPOTENT_REPLAYED_HEADER, router};
 pub use kafka::{KafkaPublisher, KafkaPublisherConfig};
 pub use publisher::{MemoryPublisher, OutboundRecord, PublishError, Publisher};
 pub use state::{IngestLimits, IngestState};

@@ -31,7 +31,10 @@ pub trait Publisher: Send + Sync + 'static {
     /// Sends `records` and resolves once the broker has acknowledged all of them (`Ok`), or
     /// once it is known that at least one will not be (`Err`). Records are handed to the
     /// broker in the order given, so records with the same key keep their order.
-    fn publish_batch(&self, records: Vec<OutboundRecord>) -> BoxFuture<'_, Result<(), PublishError>>;
+    fn publish_batch(
+        &self,
+        records: Vec<OutboundRecord>,
+    ) -> BoxFuture<'_, Result<(), PublishError>>;
 }
 
 /// Keeps published records in memory; can be told to fail, like a broker that is down.
@@ -54,17 +57,24 @@ impl MemoryPublisher {
     }
 
     pub fn set_failing(&self, failing: bool) {
-        self.failing.store(failing, std::sync::atomic::Ordering::SeqCst);
+        self.failing
+            .store(failing, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Everything published so far, in order.
     pub fn records(&self) -> Vec<OutboundRecord> {
-        self.records.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
 impl Publisher for MemoryPublisher {
-    fn publish_batch(&self, records: Vec<OutboundRecord>) -> BoxFuture<'_, Result<(), PublishError>> {
+    fn publish_batch(
+        &self,
+        records: Vec<OutboundRecord>,
+    ) -> BoxFuture<'_, Result<(), PublishError>> {
         Box::pin(async move {
             if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
                 return Err(PublishError {

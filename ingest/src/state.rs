@@ -73,7 +73,8 @@ impl IngestState {
         codec: Arc<Codec>,
         limits: IngestLimits,
     ) -> Self {
-        let idempotency = IdempotencyCache::new(limits.idempotency_capacity, limits.idempotency_ttl);
+        let idempotency =
+            IdempotencyCache::new(limits.idempotency_capacity, limits.idempotency_ttl);
         IngestState {
             topology,
             publisher,

@@ -12,12 +12,19 @@
 //! sinks and the offset logic are plain code, testable without a broker.
 //! Must not know about: vendors' field mappings, ingest, the transform's conflict logic.
 
+pub mod api;
 pub mod error;
 pub mod offsets;
 pub mod record;
+pub mod routes;
+pub mod runner;
+pub mod shutdown;
 pub mod store;
 
+pub use api::{Delivery, DeliveryOutcome, RetryPolicy, Sink, WebhookSink, WriteResult, deliver, write_with_retry};
 pub use error::{RecordError, SinkError};
 pub use offsets::{Admission, OffsetCache, Position, already_applied};
 pub use record::CanonicalRecord;
 pub use store::{Backend, BatchOutcome, LedgerEntry, SqlStore, UpsertOutcome};
+pub use routes::{ApiRoute, SqlRoutes, webhook_routes};
+pub use runner::{ApiSinkRunner, RunnerOptions, SqlSinkRunner, WebhookSinkRunner};

@@ -162,7 +162,12 @@ impl TransformRunner {
         let producer = self.producer()?;
         producer.init_transactions(self.cfg.transaction_timeout)?;
         info!(topics = ?topics, node = %self.cfg.node_id, "transform session started");
+        let mut lag_at = Instant::now();
         while !shutdown.load(Ordering::SeqCst) {
+            if lag_at.elapsed() >= LAG_EVERY {
+                report_lag(&consumer);
+                lag_at = Instant::now();
+            }
             let batch = self.collect(&consumer)?;
             if consumer.context().revoked.swap(false, Ordering::SeqCst) {
                 debug!(dropped = batch.len(), "rebalance during collection; batch left to the new owner");
@@ -373,6 +378,25 @@ fn send(producer: &ThreadedProducer<DefaultProducerContext>, out: &Out) {
                 return;
             }
         }
+    }
+}
+
+/// How often the consumer lag gauge is refreshed.
+const LAG_EVERY: Duration = Duration::from_secs(10);
+
+/// Sets `hub_consumer_lag_messages{stage="transform", topic}`: the high watermark minus the
+/// position, summed over this worker's partitions of each topic.
+fn report_lag(consumer: &BaseConsumer<RebalanceFlag>) {
+    let Ok(positions) = consumer.position() else { return };
+    let mut lag: BTreeMap<String, i64> = BTreeMap::new();
+    for el in positions.elements() {
+        let Offset::Offset(pos) = el.offset() else { continue };
+        if let Ok((_, high)) = consumer.fetch_watermarks(el.topic(), el.partition(), Duration::from_secs(2)) {
+            *lag.entry(el.topic().to_string()).or_default() += (high - pos).max(0);
+        }
+    }
+    for (topic, n) in lag {
+        metrics::gauge!(m::CONSUMER_LAG_MESSAGES, "stage" => "transform", "topic" => topic).set(n as f64);
     }
 }
 

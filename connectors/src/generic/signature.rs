@@ -57,7 +57,7 @@ pub fn verify(
     let ts = timestamp_header.ok_or(SignatureError::Missing(TIMESTAMP_HEADER))?;
     let sig = signature_header.ok_or(SignatureError::Missing(SIGNATURE_HEADER))?;
     let ts: i64 = ts.trim().parse().map_err(|_| SignatureError::BadTimestamp)?;
-    if (now_secs - ts).abs() > tolerance_secs {
+    if now_secs.abs_diff(ts) > tolerance_secs.unsigned_abs() {
         return Err(SignatureError::Stale(tolerance_secs));
     }
     let hex_sig = sig.trim().strip_prefix("sha256=").ok_or(SignatureError::Mismatch)?;
@@ -81,5 +81,7 @@ mod tests {
         assert_eq!(verify(b"secret", None, Some(&s), b"", 0, 300), Err(SignatureError::Missing(TIMESTAMP_HEADER)));
         assert_eq!(verify(b"secret", Some("x"), Some(&s), b"", 0, 300), Err(SignatureError::BadTimestamp));
         assert_eq!(verify(b"secret", Some("0"), Some("sha256=zz"), b"", 0, 300), Err(SignatureError::Mismatch));
+        let min = i64::MIN.to_string();
+        assert_eq!(verify(b"secret", Some(&min), Some(&s), b"", i64::MAX, 300), Err(SignatureError::Stale(300)));
     }
 }

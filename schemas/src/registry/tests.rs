@@ -664,6 +664,17 @@ mod kafka {
         }
     }
 
+    fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
+        rdkafka::ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap()
+    }
+
+    /// Remove the test's topics from the shared broker (best effort).
+    async fn delete_topics(bootstrap: &str, topics: &[&str]) {
+        if let Err(e) = admin(bootstrap).delete_topics(topics, &AdminOptions::new()).await {
+            eprintln!("could not delete test topics {topics:?}: {e}");
+        }
+    }
+
     pub(crate) fn unique(prefix: &str) -> String {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
         format!("{prefix}-{}-{nanos}", std::process::id())
@@ -682,11 +693,7 @@ mod kafka {
         assert_eq!(first.register("s", V_BAD).await.unwrap_err().error_code(), 409);
 
         // The topic was created compacted.
-        let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &bootstrap)
-            .create()
-            .unwrap();
-        let described = admin
+        let described = admin(&bootstrap)
             .describe_configs([&ResourceSpecifier::Topic(&topic)], &AdminOptions::new())
             .await
             .unwrap();
@@ -727,6 +734,7 @@ mod kafka {
                 assert_eq!(r.schema_by_id(registered.id).await.unwrap(), registered.schema);
             }
         }
+        delete_topics(&bootstrap, &[&topic]).await;
     }
 
     /// The data teams' contract: a stock Python client (`confluent-kafka`'s `AvroDeserializer`
@@ -742,11 +750,15 @@ mod kafka {
             eprintln!("HUB_CONTRACT_PYTHON is not set: skipping the Python contract test");
             return;
         };
-        let registry = Arc::new(
-            SchemaRegistry::open_kafka_with(KafkaLogConfig::new(&bootstrap).topic(unique("_schemas_contract"))).await.unwrap(),
-        );
+        let schemas_topic = unique("_schemas_contract");
+        let registry =
+            Arc::new(SchemaRegistry::open_kafka_with(KafkaLogConfig::new(&bootstrap).topic(&schemas_topic)).await.unwrap());
         let url = serve(registry).await;
         let topic = unique("hub.contract.customer");
+        let new_topic = rdkafka::admin::NewTopic::new(&topic, 3, rdkafka::admin::TopicReplication::Fixed(1));
+        for result in admin(&bootstrap).create_topics([&new_topic], &AdminOptions::new()).await.unwrap() {
+            result.unwrap();
+        }
         let encoder = schema_registry_converter::async_impl::avro::AvroEncoder::new(
             schema_registry_converter::async_impl::schema_registry::SrSettings::new(url.clone()),
         );
@@ -771,6 +783,7 @@ mod kafka {
             .output()
             .await
             .unwrap();
+        delete_topics(&bootstrap, &[&topic, &schemas_topic]).await;
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr));
         let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();

@@ -14,8 +14,10 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use hub_topology::metrics as m;
 use tokio::sync::watch;
 
+use crate::error::Result;
 use crate::record::CanonicalRecord;
 use crate::shutdown::stopped;
+use crate::store::SqlStore;
 
 pub use webhook::WebhookSink;
 
@@ -151,4 +153,57 @@ pub async fn write_with_retry<S: Sink>(
         pending = still;
     }
     deliveries
+}
+
+/// What became of one record handed to [`deliver`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    /// The target acknowledged it; the ledger now says so.
+    Written,
+    /// The ledger says the target holds this content or a newer version: not sent.
+    SkippedReplay,
+    /// The target refused it for good: it belongs in the dead-letter topic.
+    Refused { reason: String, attempts: u32 },
+    /// Still failing transiently after every attempt (or shutdown came): not acknowledged.
+    Pending,
+}
+
+/// One pass of an API sink over a batch, without Kafka: skip what the write ledger says the
+/// target holds, write the rest with retries, record what the target acknowledged in the
+/// ledger. A replayed batch writes nothing new.
+pub async fn deliver<S: Sink>(
+    store: &SqlStore,
+    sink: &S,
+    records: &[CanonicalRecord],
+    policy: &RetryPolicy,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Vec<DeliveryOutcome>> {
+    let pending = store.ledger_pending(sink.target_id(), records).await?;
+    let mut outcomes = vec![DeliveryOutcome::SkippedReplay; records.len()];
+    let to_send: Vec<usize> = (0..records.len()).filter(|i| pending[*i]).collect();
+    if to_send.is_empty() {
+        return Ok(outcomes);
+    }
+    let sending: Vec<CanonicalRecord> = if to_send.len() == records.len() {
+        records.to_vec()
+    } else {
+        to_send.iter().map(|i| records[*i].clone()).collect()
+    };
+    let deliveries = write_with_retry(sink, &sending, policy, shutdown).await;
+    let mut acknowledged: Vec<&CanonicalRecord> = Vec::new();
+    for (i, d) in to_send.into_iter().zip(deliveries) {
+        outcomes[i] = match d.result {
+            WriteResult::Ok => {
+                acknowledged.push(&records[i]);
+                DeliveryOutcome::Written
+            }
+            WriteResult::Permanent { reason } => DeliveryOutcome::Refused {
+                reason,
+                attempts: d.attempts,
+            },
+            WriteResult::Transient { .. } => DeliveryOutcome::Pending,
+        };
+    }
+    store.ledger_record(sink.target_id(), &acknowledged).await?;
+    Ok(outcomes)
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use hub_schemas::{Codec, Entity};
 use hub_topology::Topology;
+use rdkafka::consumer::Consumer;
 use rdkafka::producer::FutureProducer;
 use tokio::sync::watch;
 
@@ -15,7 +16,7 @@ use super::{
     Consumed, DeadLetterOut, OutcomeCounts, RunnerOptions, SinkConsumer, batch_backoff, collect, commit,
     dead_letter, pause, record_latency,
 };
-use crate::api::{Sink, WebhookSink, WriteResult, write_with_retry};
+use crate::api::{DeliveryOutcome, Sink, WebhookSink, deliver};
 use crate::error::{Result, SinkError};
 use crate::offsets::positions_after;
 use crate::record::{CanonicalRecord, entity_of_topic, tenant_of_key};
@@ -210,55 +211,46 @@ impl<S: Sink + 'static> ApiSinkRunner<S> {
                 },
             };
             if let Some(reason) = failure {
-                self.dead_letter_once(producer, batch, i, entity, "decode", reason, 1, dead_lettered)
-                    .await?;
-                counts.add(&self.tenant, entity, target, "dead_lettered");
+                if self
+                    .dead_letter_once(producer, batch, i, entity, "decode", reason, 1, dead_lettered)
+                    .await?
+                {
+                    counts.add(&self.tenant, entity, target, "dead_lettered");
+                }
             }
         }
 
-        // Skip what the ledger says the target holds already.
-        let all: Vec<CanonicalRecord> = records.iter().map(|(r, _)| r.clone()).collect();
-        let pending = self.store.ledger_pending(target, &all).await?;
-        let mut to_send: Vec<usize> = Vec::new();
-        for (j, send) in pending.into_iter().enumerate() {
-            if send {
-                to_send.push(j);
-            } else {
-                counts.add(&self.tenant, records[j].0.entity, target, "skipped_replay");
-            }
-        }
-
+        // Deliver, skipping what the ledger says the target holds; keep trying what the
+        // target could not take yet (no commit, no dead letter) until shutdown.
         let mut flow = Flow::Done;
-        while !to_send.is_empty() {
-            let sending: Vec<CanonicalRecord> = to_send.iter().map(|j| records[*j].0.clone()).collect();
-            let deliveries = write_with_retry(&self.sink, &sending, &self.options.retry, shutdown).await;
-            let mut acknowledged: Vec<&CanonicalRecord> = Vec::new();
+        let mut todo: Vec<usize> = (0..records.len()).collect();
+        while !todo.is_empty() {
+            let batch_records: Vec<CanonicalRecord> = todo.iter().map(|j| records[*j].0.clone()).collect();
+            let outcomes = deliver(&self.store, &self.sink, &batch_records, &self.options.retry, shutdown).await?;
             let mut remaining = Vec::new();
-            for (j, d) in to_send.iter().copied().zip(deliveries) {
+            for (j, outcome) in todo.iter().copied().zip(outcomes) {
                 let (record, message) = (&records[j].0, records[j].1);
-                match d.result {
-                    WriteResult::Ok => {
-                        acknowledged.push(record);
+                match outcome {
+                    DeliveryOutcome::Written => {
                         record_latency(record.entity, target, record.source_updated_at, record.received_at);
                         counts.add(&self.tenant, record.entity, target, "written");
                     }
-                    WriteResult::Permanent { reason } => {
-                        let attempts = i32::try_from(d.attempts).unwrap_or(i32::MAX);
-                        self.dead_letter_once(producer, batch, message, record.entity, "permanent", reason, attempts, dead_lettered)
-                            .await?;
-                        counts.add(&self.tenant, record.entity, target, "dead_lettered");
+                    DeliveryOutcome::SkippedReplay => counts.add(&self.tenant, record.entity, target, "skipped_replay"),
+                    DeliveryOutcome::Refused { reason, attempts } => {
+                        let attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
+                        if self
+                            .dead_letter_once(producer, batch, message, record.entity, "permanent", reason, attempts, dead_lettered)
+                            .await?
+                        {
+                            counts.add(&self.tenant, record.entity, target, "dead_lettered");
+                        }
                     }
-                    WriteResult::Transient { .. } => remaining.push(j),
+                    DeliveryOutcome::Pending => remaining.push(j),
                 }
             }
-            self.store.ledger_record(target, &acknowledged).await?;
-            to_send = remaining;
-            if !to_send.is_empty() {
-                // Out of attempts: the target is down or throttling hard. Keep the records
-                // (no commit, no dead letter) and try again after a pause.
-                metrics::counter!(hub_topology::metrics::SINK_ERRORS_TOTAL, "target" => target.to_string(), "outcome" => "transient")
-                    .increment(1);
-                tracing::warn!(tenant = %self.tenant, target = %target, records = to_send.len(), "target still failing after all attempts; pausing");
+            todo = remaining;
+            if !todo.is_empty() {
+                tracing::warn!(tenant = %self.tenant, target = %target, records = todo.len(), "target still failing after all attempts; pausing");
                 if !pause(self.options.retry.max_delay, shutdown).await {
                     flow = Flow::Stopped;
                     break;
@@ -285,9 +277,9 @@ impl<S: Sink + 'static> ApiSinkRunner<S> {
         reason: String,
         attempts: i32,
         dead_lettered: &mut HashSet<usize>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if dead_lettered.contains(&message) {
-            return Ok(());
+            return Ok(false);
         }
         dead_letter(
             producer,
@@ -303,6 +295,6 @@ impl<S: Sink + 'static> ApiSinkRunner<S> {
         )
         .await?;
         dead_lettered.insert(message);
-        Ok(())
+        Ok(true)
     }
 }

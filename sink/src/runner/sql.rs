@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use hub_schemas::{Codec, Entity};
 use hub_topology::Topology;
+use rdkafka::consumer::Consumer;
 use rdkafka::producer::FutureProducer;
 use tokio::sync::watch;
 
 use super::{
     Consumed, DeadLetterOut, OutcomeCounts, RunnerOptions, SinkConsumer, batch_backoff, collect, commit,
-    dead_letter, pause, record_latency,
+    pause, record_latency,
 };
 use crate::error::{Result, SinkError};
 use crate::offsets::{Admission, Position, positions_after};
