@@ -68,7 +68,7 @@ impl Node {
             let registry = SchemaRegistry::open_kafka(&rt.kafka_bootstrap)
                 .await
                 .context("opening the embedded schema registry")?;
-            control_router = control_router.merge(hub_schemas::registry::router(Arc::new(registry)));
+            control_router = control_router.merge(hub_schemas::registry::routes(Arc::new(registry)));
         }
         let registry_url = if embedded { format!("http://{control_addr}") } else { rt.registry.clone() };
         tasks.push(serve(control_listener, control_router, shutdown_rx.clone()));

@@ -32,9 +32,15 @@ const SCHEMAS: [(&str, &str); 10] = [
     ("vehicle", "com.automatrix.hub.canonical.Vehicle"),
     ("deal", "com.automatrix.hub.canonical.Deal"),
     ("repair_order", "com.automatrix.hub.canonical.RepairOrder"),
-    ("service_appointment", "com.automatrix.hub.canonical.ServiceAppointment"),
+    (
+        "service_appointment",
+        "com.automatrix.hub.canonical.ServiceAppointment",
+    ),
     ("part", "com.automatrix.hub.canonical.Part"),
-    ("accounting_entry", "com.automatrix.hub.canonical.AccountingEntry"),
+    (
+        "accounting_entry",
+        "com.automatrix.hub.canonical.AccountingEntry",
+    ),
 ];
 
 /// Field names that hold personal data and must carry `"pii": true` wherever they appear.
@@ -65,7 +71,8 @@ fn read_json(path: &Path) -> Value {
 }
 
 fn parse(path: &Path) -> Schema {
-    Schema::parse(&read_json(path)).unwrap_or_else(|e| panic!("{} is not a valid Avro schema: {e}", path.display()))
+    Schema::parse(&read_json(path))
+        .unwrap_or_else(|e| panic!("{} is not a valid Avro schema: {e}", path.display()))
 }
 
 fn current_names() -> Vec<String> {
@@ -92,7 +99,9 @@ fn history() -> BTreeMap<String, BTreeMap<u32, PathBuf>> {
             .rsplit_once(".v")
             .and_then(|(n, v)| Some((n, v.parse::<u32>().ok()?)))
             .unwrap_or_else(|| panic!("history file {file} is not named <name>.v<N>.avsc"));
-        out.entry(name.to_owned()).or_default().insert(version, path);
+        out.entry(name.to_owned())
+            .or_default()
+            .insert(version, path);
     }
     out
 }
@@ -101,7 +110,11 @@ fn history() -> BTreeMap<String, BTreeMap<u32, PathBuf>> {
 fn every_schema_file_is_there_and_parses_to_the_right_record() {
     let mut expected: Vec<String> = SCHEMAS.iter().map(|(n, _)| (*n).to_owned()).collect();
     expected.sort();
-    assert_eq!(current_names(), expected, "avro/ must hold exactly the hub's schemas");
+    assert_eq!(
+        current_names(),
+        expected,
+        "avro/ must hold exactly the hub's schemas"
+    );
     for (name, fullname) in SCHEMAS {
         let path = avro_dir().join(format!("{name}.avsc"));
         match parse(&path) {
@@ -117,11 +130,15 @@ fn current_schemas_read_every_snapshot_and_the_newest_snapshot_is_current() {
     for name in current_names() {
         let current_path = avro_dir().join(format!("{name}.avsc"));
         let current = parse(&current_path);
-        let versions = history
-            .get(&name)
-            .unwrap_or_else(|| panic!("{name}: no snapshot; copy avro/{name}.avsc to avro/history/{name}.v1.avsc"));
+        let versions = history.get(&name).unwrap_or_else(|| {
+            panic!("{name}: no snapshot; copy avro/{name}.avsc to avro/history/{name}.v1.avsc")
+        });
         let numbers: Vec<u32> = versions.keys().copied().collect();
-        assert_eq!(numbers, (1..=numbers.len() as u32).collect::<Vec<_>>(), "{name}: snapshot versions must be 1..N without gaps");
+        assert_eq!(
+            numbers,
+            (1..=numbers.len() as u32).collect::<Vec<_>>(),
+            "{name}: snapshot versions must be 1..N without gaps"
+        );
         for (version, path) in versions {
             let writer = parse(path);
             match SchemaCompatibility::can_read(&writer, &current) {
@@ -129,7 +146,9 @@ fn current_schemas_read_every_snapshot_and_the_newest_snapshot_is_current() {
                 Ok(Compatibility::Partial) => panic!(
                     "{name}: the current schema can read only some data written with v{version} (enum symbols or union branches missing)"
                 ),
-                Err(e) => panic!("{name}: the current schema cannot read data written with v{version}: {e}"),
+                Err(e) => panic!(
+                    "{name}: the current schema cannot read data written with v{version}: {e}"
+                ),
             }
         }
         let (newest, newest_path) = versions.iter().next_back().unwrap();
@@ -143,7 +162,10 @@ fn current_schemas_read_every_snapshot_and_the_newest_snapshot_is_current() {
         );
     }
     for name in history.keys() {
-        assert!(current_names().contains(name), "history holds {name}, which has no current schema");
+        assert!(
+            current_names().contains(name),
+            "history holds {name}, which has no current schema"
+        );
     }
 }
 
@@ -152,7 +174,11 @@ fn differences(old: &Value, new: &Value) -> String {
     let fields = |v: &Value| -> BTreeMap<String, Value> {
         v["fields"]
             .as_array()
-            .map(|f| f.iter().map(|f| (f["name"].as_str().unwrap_or("?").to_owned(), f.clone())).collect())
+            .map(|f| {
+                f.iter()
+                    .map(|f| (f["name"].as_str().unwrap_or("?").to_owned(), f.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let (a, b) = (fields(old), fields(new));
@@ -164,7 +190,10 @@ fn differences(old: &Value, new: &Value) -> String {
         .collect();
     out.dedup();
     let order = |v: &Value| -> Vec<String> {
-        v["fields"].as_array().map(|f| f.iter().map(|f| f["name"].to_string()).collect()).unwrap_or_default()
+        v["fields"]
+            .as_array()
+            .map(|f| f.iter().map(|f| f["name"].to_string()).collect())
+            .unwrap_or_default()
     };
     if out.is_empty() && order(old) != order(new) {
         out.push("field order".to_owned());
@@ -174,7 +203,11 @@ fn differences(old: &Value, new: &Value) -> String {
             out.push(format!("record {attr}"));
         }
     }
-    if out.is_empty() { "other attributes".to_owned() } else { out.join(", ") }
+    if out.is_empty() {
+        "other attributes".to_owned()
+    } else {
+        out.join(", ")
+    }
 }
 
 #[test]
@@ -192,28 +225,50 @@ fn canonical_entities_start_with_the_common_fields() {
         ("ingest_id", json!("string"), None),
         ("deleted", json!("boolean"), Some(json!(false))),
     ];
-    for (name, _) in SCHEMAS.iter().filter(|(_, full)| full.starts_with(CANONICAL_NS)) {
+    for (name, _) in SCHEMAS
+        .iter()
+        .filter(|(_, full)| full.starts_with(CANONICAL_NS))
+    {
         let schema = read_json(&avro_dir().join(format!("{name}.avsc")));
         assert_eq!(schema["namespace"], json!(CANONICAL_NS), "{name}");
         let fields = schema["fields"].as_array().unwrap();
-        assert!(fields.len() > expected.len(), "{name}: no entity fields after the common ones");
+        assert!(
+            fields.len() > expected.len(),
+            "{name}: no entity fields after the common ones"
+        );
         for (i, (field, ty, default)) in expected.iter().enumerate() {
             let f = &fields[i];
             assert_eq!(f["name"], json!(field), "{name}: field {i} must be {field}");
             assert_eq!(&f["type"], ty, "{name}.{field}: type");
-            assert_eq!(f.get("default"), default.as_ref(), "{name}.{field}: default");
+            assert_eq!(
+                f.get("default"),
+                default.as_ref(),
+                "{name}.{field}: default"
+            );
         }
         // Entity fields: optional (validation decides what is required), arrays default empty.
         for f in &fields[expected.len()..] {
             let field = f["name"].as_str().unwrap();
             match &f["type"] {
                 Value::Object(t) if t.get("type") == Some(&json!("array")) => {
-                    assert_eq!(f.get("default"), Some(&json!([])), "{name}.{field}: arrays default to []");
+                    assert_eq!(
+                        f.get("default"),
+                        Some(&json!([])),
+                        "{name}.{field}: arrays default to []"
+                    );
                 }
                 Value::Array(branches) => {
                     assert_eq!(branches.len(), 2, "{name}.{field}: must be [\"null\", T]");
-                    assert_eq!(branches[0], json!("null"), "{name}.{field}: null must be the first branch");
-                    assert_eq!(f.get("default"), Some(&Value::Null), "{name}.{field}: must default to null");
+                    assert_eq!(
+                        branches[0],
+                        json!("null"),
+                        "{name}.{field}: null must be the first branch"
+                    );
+                    assert_eq!(
+                        f.get("default"),
+                        Some(&Value::Null),
+                        "{name}.{field}: must default to null"
+                    );
                 }
                 other => panic!("{name}.{field}: entity fields must be nullable, found {other}"),
             }
@@ -261,9 +316,15 @@ fn docs_pii_money_and_time_conventions() {
         let mut has_currency = false;
         for (path, node) in nodes {
             let doc = node.get("doc").and_then(Value::as_str).unwrap_or("");
-            assert!(!doc.trim().is_empty(), "{path}: every record and field needs a doc");
+            assert!(
+                !doc.trim().is_empty(),
+                "{path}: every record and field needs a doc"
+            );
             if let Some(pii) = node.get("pii") {
-                assert!(pii.is_boolean(), "{path}: \"pii\" must be a boolean, is {pii}");
+                assert!(
+                    pii.is_boolean(),
+                    "{path}: \"pii\" must be a boolean, is {pii}"
+                );
             }
             let is_record = node.contains_key("fields");
             if is_record {
@@ -272,7 +333,11 @@ fn docs_pii_money_and_time_conventions() {
             let field = node["name"].as_str().unwrap();
             let ty = value_type(&node["type"]);
             if PII_NAMES.contains(&field) {
-                assert_eq!(node.get("pii"), Some(&json!(true)), "{path}: personal data must be tagged \"pii\": true");
+                assert_eq!(
+                    node.get("pii"),
+                    Some(&json!(true)),
+                    "{path}: personal data must be tagged \"pii\": true"
+                );
             }
             if field.ends_with("_minor") {
                 has_money = true;
@@ -282,12 +347,23 @@ fn docs_pii_money_and_time_conventions() {
                 has_currency = true;
             }
             if field.ends_with("_at") {
-                assert_eq!(ty, &json!({"type": "long", "logicalType": "timestamp-millis"}), "{path}: times are timestamp-millis");
+                assert_eq!(
+                    ty,
+                    &json!({"type": "long", "logicalType": "timestamp-millis"}),
+                    "{path}: times are timestamp-millis"
+                );
             }
             if field == "date_of_birth" {
-                assert_eq!(ty, &json!({"type": "int", "logicalType": "date"}), "{path}: dates are int/date");
+                assert_eq!(
+                    ty,
+                    &json!({"type": "int", "logicalType": "date"}),
+                    "{path}: dates are int/date"
+                );
             }
         }
-        assert!(!has_money || has_currency, "{name}: amounts in minor units need a currency field");
+        assert!(
+            !has_money || has_currency,
+            "{name}: amounts in minor units need a currency field"
+        );
     }
 }

@@ -150,8 +150,11 @@ async fn sql_runner_writes_each_routed_record_once_and_resumes_from_stored_offse
     let runner = SqlSinkRunner::new(h.bootstrap.clone(), h.codec.clone(), topology("http://127.0.0.1:9/x"), store.clone(), &group)
         .with_options(options());
     let task = tokio::spawn(runner.run(shutdown));
+    let t0 = std::time::Instant::now();
     wait_for("30 rows", || async { store.count_rows(Entity::Customer, "acme").await.unwrap() == 30 }).await;
+    eprintln!("30 rows after {:?}", t0.elapsed());
     let dl = h.dead_letters(1).await;
+    eprintln!("dl after {:?}", t0.elapsed());
     assert_eq!((dl[0].stage.as_str(), dl[0].error_class.as_str()), ("sink", "decode"));
     assert_eq!(dl[0].original_key.as_deref(), Some("acme/garbage"));
     assert_eq!(dl[0].original_value, b"not avro");
@@ -165,9 +168,11 @@ async fn sql_runner_writes_each_routed_record_once_and_resumes_from_stored_offse
     let runner = SqlSinkRunner::new(h.bootstrap.clone(), h.codec.clone(), topology("http://127.0.0.1:9/x"), store.clone(), &group)
         .with_options(options());
     let task = tokio::spawn(runner.run(shutdown));
+    eprintln!("stopped after {:?}", t0.elapsed());
     wait_for("31 rows", || async { store.count_rows(Entity::Customer, "acme").await.unwrap() == 31 }).await;
     stop.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap().unwrap();
+    eprintln!("31 after {:?}", t0.elapsed());
     for i in 0..30 {
         let row = store.row(Entity::Customer, "acme", &format!("c-{i}")).await.unwrap().unwrap();
         assert_eq!(row["hub_applied_count"], json!(1), "c-{i}");

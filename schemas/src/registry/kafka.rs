@@ -129,7 +129,10 @@ impl KafkaLog {
         Ok(KafkaLog {
             config,
             producer,
-            reader: Arc::new(Mutex::new(Reader { consumer, position: None })),
+            reader: Arc::new(Mutex::new(Reader {
+                consumer,
+                position: None,
+            })),
         })
     }
 
@@ -139,26 +142,42 @@ impl KafkaLog {
 }
 
 async fn ensure_topic(config: &KafkaLogConfig) -> Result<(), RegistryError> {
-    let admin: AdminClient<DefaultClientContext> =
-        config.client().create().map_err(|e| storage("creating the schema log admin client", e))?;
-    let options = AdminOptions::new().operation_timeout(Some(config.timeout)).request_timeout(Some(config.timeout));
-    let topic = NewTopic::new(&config.topic, 1, TopicReplication::Fixed(config.replication_factor))
-        .set("cleanup.policy", "compact");
+    let admin: AdminClient<DefaultClientContext> = config
+        .client()
+        .create()
+        .map_err(|e| storage("creating the schema log admin client", e))?;
+    let options = AdminOptions::new()
+        .operation_timeout(Some(config.timeout))
+        .request_timeout(Some(config.timeout));
+    let topic = NewTopic::new(
+        &config.topic,
+        1,
+        TopicReplication::Fixed(config.replication_factor),
+    )
+    .set("cleanup.policy", "compact");
     let results = admin
         .create_topics([&topic], &options)
         .await
         .map_err(|e| storage(&format!("creating topic {}", config.topic), e))?;
     for result in results {
         match result {
-            Ok(name) => tracing::info!(topic = %name, "schema registry: created the compacted schema topic"),
+            Ok(name) => {
+                tracing::info!(topic = %name, "schema registry: created the compacted schema topic")
+            }
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, code)) => return Err(storage(&format!("creating topic {name}"), code)),
         }
     }
     // An existing topic that is not compacted would lose schemas to retention: say so loudly.
-    if let Ok(described) = admin.describe_configs([&ResourceSpecifier::Topic(&config.topic)], &options).await {
+    if let Ok(described) = admin
+        .describe_configs([&ResourceSpecifier::Topic(&config.topic)], &options)
+        .await
+    {
         for resource in described.into_iter().flatten() {
-            let policy = resource.get("cleanup.policy").and_then(|e| e.value.clone()).unwrap_or_default();
+            let policy = resource
+                .get("cleanup.policy")
+                .and_then(|e| e.value.clone())
+                .unwrap_or_default();
             if !policy.contains("compact") {
                 tracing::error!(topic = %config.topic, %policy, "schema registry topic is not compacted: schemas will be lost to retention; set cleanup.policy=compact");
             }
@@ -170,7 +189,9 @@ async fn ensure_topic(config: &KafkaLogConfig) -> Result<(), RegistryError> {
 impl SchemaLog for KafkaLog {
     fn append(&self, record: RawLogRecord) -> LogFuture<'_, i64> {
         Box::pin(async move {
-            let mut message = FutureRecord::<[u8], [u8]>::to(&self.config.topic).key(&record.key).partition(PARTITION);
+            let mut message = FutureRecord::<[u8], [u8]>::to(&self.config.topic)
+                .key(&record.key)
+                .partition(PARTITION);
             if let Some(value) = &record.value {
                 message = message.payload(value);
             }
@@ -221,7 +242,10 @@ fn read_blocking(
             Err(e) => return Err(storage(&format!("reading the end of {topic}"), e)),
         }
     };
-    let mut batch = LogBatch { records: Vec::new(), next_position: position };
+    let mut batch = LogBatch {
+        records: Vec::new(),
+        next_position: position,
+    };
     if position >= high {
         return Ok(batch);
     }
@@ -230,7 +254,10 @@ fn read_blocking(
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, PARTITION, Offset::Offset(start))
             .map_err(|e| storage("assigning the schema log partition", e))?;
-        reader.consumer.assign(&tpl).map_err(|e| storage("assigning the schema log partition", e))?;
+        reader
+            .consumer
+            .assign(&tpl)
+            .map_err(|e| storage("assigning the schema log partition", e))?;
         reader.position = None;
     }
     let mut eof_seen = false;
@@ -243,7 +270,10 @@ fn read_blocking(
                 batch.next_position
             )));
         }
-        match reader.consumer.poll(remaining.min(Duration::from_millis(200))) {
+        match reader
+            .consumer
+            .poll(remaining.min(Duration::from_millis(200)))
+        {
             None if eof_seen => {
                 // The end of the partition was reported but the consumer's position is short of
                 // `high`: the tail is a gap (compacted tombstones, transaction markers). Return

@@ -65,7 +65,10 @@ impl MemoryLog {
 
     /// A copy of every record, in order.
     pub fn records(&self) -> Vec<RawLogRecord> {
-        self.records.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -154,11 +157,21 @@ struct ConfigValue {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogRecord {
     /// A subject version registered (or soft-deleted, `deleted: true`).
-    Schema { subject: String, version: u32, id: u32, schema: String, schema_type: Option<String>, deleted: bool },
+    Schema {
+        subject: String,
+        version: u32,
+        id: u32,
+        schema: String,
+        schema_type: Option<String>,
+        deleted: bool,
+    },
     /// A subject version hard-deleted.
     SchemaTombstone { subject: String, version: u32 },
     /// The compatibility level of a subject (`None`: global) set, or cleared (`level: None`).
-    Config { subject: Option<String>, level: Option<CompatibilityLevel> },
+    Config {
+        subject: Option<String>,
+        level: Option<CompatibilityLevel>,
+    },
     /// A record this registry does not act on.
     Ignored,
 }
@@ -167,8 +180,20 @@ impl LogRecord {
     /// The bytes to append for this record.
     pub fn encode(&self) -> RawLogRecord {
         match self {
-            LogRecord::Schema { subject, version, id, schema, schema_type, deleted } => RawLogRecord {
-                key: json_bytes(&SchemaKey { keytype: "SCHEMA", subject, version: *version, magic: 1 }),
+            LogRecord::Schema {
+                subject,
+                version,
+                id,
+                schema,
+                schema_type,
+                deleted,
+            } => RawLogRecord {
+                key: json_bytes(&SchemaKey {
+                    keytype: "SCHEMA",
+                    subject,
+                    version: *version,
+                    magic: 1,
+                }),
                 value: Some(json_bytes(&SchemaValue {
                     subject: subject.clone(),
                     version: *version,
@@ -179,16 +204,30 @@ impl LogRecord {
                 })),
             },
             LogRecord::SchemaTombstone { subject, version } => RawLogRecord {
-                key: json_bytes(&SchemaKey { keytype: "SCHEMA", subject, version: *version, magic: 1 }),
+                key: json_bytes(&SchemaKey {
+                    keytype: "SCHEMA",
+                    subject,
+                    version: *version,
+                    magic: 1,
+                }),
                 value: None,
             },
             LogRecord::Config { subject, level } => RawLogRecord {
-                key: json_bytes(&ConfigKey { keytype: "CONFIG", subject: subject.as_deref(), magic: 0 }),
+                key: json_bytes(&ConfigKey {
+                    keytype: "CONFIG",
+                    subject: subject.as_deref(),
+                    magic: 0,
+                }),
                 value: level.map(|l| {
-                    json_bytes(&ConfigValue { compatibility_level: Some(l.as_str().to_owned()) })
+                    json_bytes(&ConfigValue {
+                        compatibility_level: Some(l.as_str().to_owned()),
+                    })
                 }),
             },
-            LogRecord::Ignored => RawLogRecord { key: br#"{"keytype":"NOOP","magic":0}"#.to_vec(), value: None },
+            LogRecord::Ignored => RawLogRecord {
+                key: br#"{"keytype":"NOOP","magic":0}"#.to_vec(),
+                value: None,
+            },
         }
     }
 
@@ -202,7 +241,9 @@ impl LogRecord {
         match key.keytype.as_str() {
             "SCHEMA" => match &raw.value {
                 None => match (key.subject, key.version) {
-                    (Some(subject), Some(version)) => LogRecord::SchemaTombstone { subject, version },
+                    (Some(subject), Some(version)) => {
+                        LogRecord::SchemaTombstone { subject, version }
+                    }
                     _ => LogRecord::Ignored,
                 },
                 Some(value) => match serde_json::from_slice::<SchemaValue>(value) {
@@ -218,10 +259,18 @@ impl LogRecord {
                 },
             },
             "CONFIG" => match &raw.value {
-                None => LogRecord::Config { subject: key.subject, level: None },
+                None => LogRecord::Config {
+                    subject: key.subject,
+                    level: None,
+                },
                 Some(value) => match serde_json::from_slice::<ConfigValue>(value) {
-                    Ok(ConfigValue { compatibility_level: Some(level) }) => match level.parse() {
-                        Ok(level) => LogRecord::Config { subject: key.subject, level: Some(level) },
+                    Ok(ConfigValue {
+                        compatibility_level: Some(level),
+                    }) => match level.parse() {
+                        Ok(level) => LogRecord::Config {
+                            subject: key.subject,
+                            level: Some(level),
+                        },
                         Err(_) => LogRecord::Ignored,
                     },
                     _ => LogRecord::Ignored,

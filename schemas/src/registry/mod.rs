@@ -29,7 +29,7 @@ use apache_avro::Schema;
 use apache_avro::schema_compatibility::{Compatibility, SchemaCompatibility};
 use serde::{Deserialize, Serialize};
 
-pub use http::{CONTENT_TYPE_V1, router};
+pub use http::{CONTENT_TYPE_V1, router, routes};
 pub use kafka::{KafkaLog, KafkaLogConfig};
 pub use log::{LogBatch, LogFuture, LogRecord, MemoryLog, RawLogRecord, SchemaLog};
 
@@ -191,22 +191,33 @@ pub enum RegistryError {
     SubjectSoftDeleted(String),
     #[error("Subject '{0}' was not deleted first before being permanently deleted")]
     SubjectNotSoftDeleted(String),
-    #[error("Subject '{subject}' Version {version} was soft deleted. Set permanent=true to delete permanently")]
+    #[error(
+        "Subject '{subject}' Version {version} was soft deleted. Set permanent=true to delete permanently"
+    )]
     VersionSoftDeleted { subject: String, version: u32 },
-    #[error("Subject '{subject}' Version {version} was not deleted first before being permanently deleted")]
+    #[error(
+        "Subject '{subject}' Version {version} was not deleted first before being permanently deleted"
+    )]
     VersionNotSoftDeleted { subject: String, version: u32 },
     #[error("Invalid schema: {0}")]
     InvalidSchema(String),
-    #[error("The specified version '{0}' is not a valid version id. Allowed values are between [1, 2^31-1] and the string \"latest\"")]
+    #[error(
+        "The specified version '{0}' is not a valid version id. Allowed values are between [1, 2^31-1] and the string \"latest\""
+    )]
     InvalidVersion(String),
-    #[error("Invalid compatibility level. Valid values are none, backward, forward, full, backward_transitive, forward_transitive, and full_transitive: '{0}'")]
+    #[error(
+        "Invalid compatibility level. Valid values are none, backward, forward, full, backward_transitive, forward_transitive, and full_transitive: '{0}'"
+    )]
     InvalidCompatibilityLevel(String),
     #[error("Invalid subject: {0}")]
     InvalidSubject(String),
     #[error("Malformed request: {0}")]
     BadRequest(String),
     #[error("Schema being registered is incompatible with an earlier schema for subject \"{subject}\", details: {}", messages.join("; "))]
-    Incompatible { subject: String, messages: Vec<String> },
+    Incompatible {
+        subject: String,
+        messages: Vec<String>,
+    },
     #[error("Error in the backend data store: {0}")]
     Storage(String),
     #[error("Operation timed out: {0}")]
@@ -263,7 +274,9 @@ pub struct SchemaRegistry {
 
 impl fmt::Debug for SchemaRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SchemaRegistry").field("log", &self.log.describe()).finish_non_exhaustive()
+        f.debug_struct("SchemaRegistry")
+            .field("log", &self.log.describe())
+            .finish_non_exhaustive()
     }
 }
 
@@ -383,7 +396,11 @@ impl SchemaRegistry {
     /// Register a schema under a subject (Confluent `POST /subjects/{subject}/versions`). The same
     /// schema under the same subject answers the existing version; the same schema under another
     /// subject reuses its global id. A new version must pass the subject's compatibility level.
-    pub async fn register(&self, subject: &str, schema: &str) -> Result<RegisteredSchema, RegistryError> {
+    pub async fn register(
+        &self,
+        subject: &str,
+        schema: &str,
+    ) -> Result<RegisteredSchema, RegistryError> {
         validate_subject(subject)?;
         let stored = normalize(schema).map_err(RegistryError::InvalidSchema)?;
         let _write = self.write_lock.lock().await;
@@ -397,9 +414,16 @@ impl SchemaRegistry {
                 let level = effective_level(&st, subject);
                 let messages = compatibility_messages(&st, subject, &stored.parsed, level, None);
                 if !messages.is_empty() {
-                    return Err(RegistryError::Incompatible { subject: subject.to_owned(), messages });
+                    return Err(RegistryError::Incompatible {
+                        subject: subject.to_owned(),
+                        messages,
+                    });
                 }
-                let id = st.ids_by_text.get(&stored.text).copied().unwrap_or_else(|| st.max_id() + 1);
+                let id = st
+                    .ids_by_text
+                    .get(&stored.text)
+                    .copied()
+                    .unwrap_or_else(|| st.max_id() + 1);
                 (id, st.next_version(subject))
             };
             let record = LogRecord::Schema {
@@ -416,7 +440,10 @@ impl SchemaRegistry {
             let winner = {
                 let st = self.read_state();
                 match st.subjects.get(subject).and_then(|v| v.get(&version)) {
-                    Some(sv) if sv.id == id && st.schemas.get(&id).is_some_and(|s| s.text == stored.text) => {
+                    Some(sv)
+                        if sv.id == id
+                            && st.schemas.get(&id).is_some_and(|s| s.text == stored.text) =>
+                    {
                         tracing::info!(subject, version, id, "schema registered");
                         return Ok(RegisteredSchema {
                             subject: subject.to_owned(),
@@ -442,7 +469,11 @@ impl SchemaRegistry {
             if let Some(winner) = winner {
                 self.log.append(winner.encode()).await?;
             }
-            tracing::warn!(subject, attempt, "schema registration lost a race with another registry process; retrying");
+            tracing::warn!(
+                subject,
+                attempt,
+                "schema registration lost a race with another registry process; retrying"
+            );
         }
         Err(RegistryError::Storage(format!(
             "could not register under subject '{subject}' after {MAX_REGISTER_ATTEMPTS} attempts (concurrent registrations)"
@@ -461,19 +492,28 @@ impl SchemaRegistry {
             if st.versions(subject, include_deleted).is_empty() {
                 return Err(RegistryError::SubjectNotFound(subject.to_owned()));
             }
-            find_in_subject(st, subject, &stored.text, include_deleted).ok_or(RegistryError::SchemaNotFound)
+            find_in_subject(st, subject, &stored.text, include_deleted)
+                .ok_or(RegistryError::SchemaNotFound)
         })
         .await
     }
 
     /// The schema with this global id (Confluent `GET /schemas/ids/{id}`), soft-deleted or not.
     pub async fn schema_by_id(&self, id: u32) -> Result<String, RegistryError> {
-        self.read_fresh(|st| st.schemas.get(&id).map(|s| s.text.clone()).ok_or(RegistryError::SchemaNotFound))
-            .await
+        self.read_fresh(|st| {
+            st.schemas
+                .get(&id)
+                .map(|s| s.text.clone())
+                .ok_or(RegistryError::SchemaNotFound)
+        })
+        .await
     }
 
     /// The subject versions that use this global id (Confluent `GET /schemas/ids/{id}/versions`).
-    pub async fn subject_versions_of_id(&self, id: u32) -> Result<Vec<(String, u32)>, RegistryError> {
+    pub async fn subject_versions_of_id(
+        &self,
+        id: u32,
+    ) -> Result<Vec<(String, u32)>, RegistryError> {
         self.read_fresh(|st| {
             if !st.schemas.contains_key(&id) {
                 return Err(RegistryError::SchemaNotFound);
@@ -505,10 +545,18 @@ impl SchemaRegistry {
     }
 
     /// The version numbers of a subject, oldest first.
-    pub async fn versions(&self, subject: &str, include_deleted: bool) -> Result<Vec<u32>, RegistryError> {
+    pub async fn versions(
+        &self,
+        subject: &str,
+        include_deleted: bool,
+    ) -> Result<Vec<u32>, RegistryError> {
         self.sync_best_effort().await;
         self.read_fresh(|st| {
-            let versions: Vec<u32> = st.versions(subject, include_deleted).into_iter().map(|(v, _)| v).collect();
+            let versions: Vec<u32> = st
+                .versions(subject, include_deleted)
+                .into_iter()
+                .map(|(v, _)| v)
+                .collect();
             if versions.is_empty() {
                 return Err(RegistryError::SubjectNotFound(subject.to_owned()));
             }
@@ -527,7 +575,8 @@ impl SchemaRegistry {
         if version == VersionSpec::Latest {
             self.sync_best_effort().await;
         }
-        self.read_fresh(|st| resolve_version(st, subject, version, include_deleted)).await
+        self.read_fresh(|st| resolve_version(st, subject, version, include_deleted))
+            .await
     }
 
     /// Is this schema compatible with a subject's versions (Confluent
@@ -548,13 +597,26 @@ impl SchemaRegistry {
             None => None,
             Some(spec) => Some(resolve_version(&st, subject, spec, false)?),
         };
-        let messages = compatibility_messages(&st, subject, &stored.parsed, level, only.as_ref().map(|r| r.id));
-        Ok(CompatibilityReport { is_compatible: messages.is_empty(), messages })
+        let messages = compatibility_messages(
+            &st,
+            subject,
+            &stored.parsed,
+            level,
+            only.as_ref().map(|r| r.id),
+        );
+        Ok(CompatibilityReport {
+            is_compatible: messages.is_empty(),
+            messages,
+        })
     }
 
     /// Soft-delete every version of a subject, or (`permanent`, after a soft delete) erase them.
     /// Answers the versions deleted. Schema ids stay resolvable, as in Confluent.
-    pub async fn delete_subject(&self, subject: &str, permanent: bool) -> Result<Vec<u32>, RegistryError> {
+    pub async fn delete_subject(
+        &self,
+        subject: &str,
+        permanent: bool,
+    ) -> Result<Vec<u32>, RegistryError> {
         let _write = self.write_lock.lock().await;
         self.sync().await?;
         let versions: Vec<(u32, SubjectVersion)> = {
@@ -571,7 +633,10 @@ impl SchemaRegistry {
                 return Err(RegistryError::SubjectNotSoftDeleted(subject.to_owned()));
             }
             for (version, _) in &versions {
-                let record = LogRecord::SchemaTombstone { subject: subject.to_owned(), version: *version };
+                let record = LogRecord::SchemaTombstone {
+                    subject: subject.to_owned(),
+                    version: *version,
+                };
                 last = self.log.append(record.encode()).await?;
             }
         } else {
@@ -579,7 +644,10 @@ impl SchemaRegistry {
                 return Err(RegistryError::SubjectSoftDeleted(subject.to_owned()));
             }
             for (version, sv) in versions.iter().filter(|(_, sv)| !sv.deleted) {
-                last = self.log.append(self.soft_delete_record(subject, *version, sv.id)?.encode()).await?;
+                last = self
+                    .log
+                    .append(self.soft_delete_record(subject, *version, sv.id)?.encode())
+                    .await?;
             }
         }
         if last >= 0 {
@@ -611,12 +679,21 @@ impl SchemaRegistry {
         };
         let record = if permanent {
             if !sv.deleted {
-                return Err(RegistryError::VersionNotSoftDeleted { subject: subject.to_owned(), version: number });
+                return Err(RegistryError::VersionNotSoftDeleted {
+                    subject: subject.to_owned(),
+                    version: number,
+                });
             }
-            LogRecord::SchemaTombstone { subject: subject.to_owned(), version: number }
+            LogRecord::SchemaTombstone {
+                subject: subject.to_owned(),
+                version: number,
+            }
         } else {
             if sv.deleted {
-                return Err(RegistryError::VersionSoftDeleted { subject: subject.to_owned(), version: number });
+                return Err(RegistryError::VersionSoftDeleted {
+                    subject: subject.to_owned(),
+                    version: number,
+                });
             }
             self.soft_delete_record(subject, number, sv.id)?
         };
@@ -625,7 +702,12 @@ impl SchemaRegistry {
         Ok(number)
     }
 
-    fn soft_delete_record(&self, subject: &str, version: u32, id: u32) -> Result<LogRecord, RegistryError> {
+    fn soft_delete_record(
+        &self,
+        subject: &str,
+        version: u32,
+        id: u32,
+    ) -> Result<LogRecord, RegistryError> {
         let st = self.read_state();
         let schema = st.schemas.get(&id).ok_or(RegistryError::SchemaNotFound)?;
         Ok(LogRecord::Schema {
@@ -645,12 +727,21 @@ impl SchemaRegistry {
     /// The global compatibility level (default BACKWARD).
     pub async fn global_compatibility(&self) -> CompatibilityLevel {
         self.sync_best_effort().await;
-        self.read_state().global_level.unwrap_or(CompatibilityLevel::DEFAULT)
+        self.read_state()
+            .global_level
+            .unwrap_or(CompatibilityLevel::DEFAULT)
     }
 
     /// Set the global compatibility level.
-    pub async fn set_global_compatibility(&self, level: CompatibilityLevel) -> Result<(), RegistryError> {
-        self.write_config(LogRecord::Config { subject: None, level: Some(level) }).await
+    pub async fn set_global_compatibility(
+        &self,
+        level: CompatibilityLevel,
+    ) -> Result<(), RegistryError> {
+        self.write_config(LogRecord::Config {
+            subject: None,
+            level: Some(level),
+        })
+        .await
     }
 
     /// The level configured on a subject, if any.
@@ -672,15 +763,26 @@ impl SchemaRegistry {
         level: CompatibilityLevel,
     ) -> Result<(), RegistryError> {
         validate_subject(subject)?;
-        self.write_config(LogRecord::Config { subject: Some(subject.to_owned()), level: Some(level) }).await
+        self.write_config(LogRecord::Config {
+            subject: Some(subject.to_owned()),
+            level: Some(level),
+        })
+        .await
     }
 
     /// Remove a subject's own level (the global one applies again); answers the removed level.
-    pub async fn delete_subject_compatibility(&self, subject: &str) -> Result<CompatibilityLevel, RegistryError> {
+    pub async fn delete_subject_compatibility(
+        &self,
+        subject: &str,
+    ) -> Result<CompatibilityLevel, RegistryError> {
         let Some(level) = self.subject_compatibility(subject).await else {
             return Err(RegistryError::SubjectLevelNotConfigured(subject.to_owned()));
         };
-        self.write_config(LogRecord::Config { subject: Some(subject.to_owned()), level: None }).await?;
+        self.write_config(LogRecord::Config {
+            subject: Some(subject.to_owned()),
+            level: None,
+        })
+        .await?;
         Ok(level)
     }
 
@@ -710,7 +812,12 @@ fn effective_level(st: &State, subject: &str) -> CompatibilityLevel {
 }
 
 /// The newest version of a subject holding exactly this schema.
-fn find_in_subject(st: &State, subject: &str, text: &str, include_deleted: bool) -> Option<RegisteredSchema> {
+fn find_in_subject(
+    st: &State,
+    subject: &str,
+    text: &str,
+    include_deleted: bool,
+) -> Option<RegisteredSchema> {
     let id = *st.ids_by_text.get(text)?;
     // Also match ids that were given to the same text by a racing process.
     st.versions(subject, include_deleted)
@@ -744,7 +851,12 @@ fn resolve_version(
         version: version.to_string(),
     })?;
     let schema = st.schemas.get(&id).ok_or(RegistryError::SchemaNotFound)?;
-    Ok(RegisteredSchema { subject: subject.to_owned(), version: number, id, schema: schema.text.clone() })
+    Ok(RegisteredSchema {
+        subject: subject.to_owned(),
+        version: number,
+        id,
+        schema: schema.text.clone(),
+    })
 }
 
 /// Why `new` may not join `subject` under `level` (empty: it may). `only`: check against that
@@ -761,13 +873,21 @@ fn compatibility_messages(
     }
     let live = st.live_versions(subject);
     let against: Vec<(u32, u32)> = match only {
-        Some(id) => live.iter().filter(|(_, vid)| *vid == id).copied().rev().take(1).collect(),
+        Some(id) => live
+            .iter()
+            .filter(|(_, vid)| *vid == id)
+            .copied()
+            .rev()
+            .take(1)
+            .collect(),
         None if level.transitive() => live,
         None => live.last().copied().into_iter().collect(),
     };
     let mut messages = Vec::new();
     for (version, id) in against {
-        let Some(old) = st.schemas.get(&id) else { continue };
+        let Some(old) = st.schemas.get(&id) else {
+            continue;
+        };
         let old: &StoredSchema = old;
         if level.backward()
             && let Some(problem) = can_read(&old.parsed, new)

@@ -23,8 +23,12 @@ pub(crate) fn normalize(text: &str) -> Result<StoredSchema, String> {
     let parsed = Schema::parse_str(text).map_err(|e| e.to_string())?;
     let normalized = serde_json::to_string(&parsed).map_err(|e| e.to_string())?;
     // The normalized text must itself parse (it is what clients will fetch).
-    let parsed = Schema::parse_str(&normalized).map_err(|e| format!("schema does not survive normalization: {e}"))?;
-    Ok(StoredSchema { text: normalized, parsed })
+    let parsed = Schema::parse_str(&normalized)
+        .map_err(|e| format!("schema does not survive normalization: {e}"))?;
+    Ok(StoredSchema {
+        text: normalized,
+        parsed,
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +62,18 @@ pub(crate) enum Applied {
 impl State {
     pub fn apply(&mut self, record: LogRecord) -> Applied {
         match record {
-            LogRecord::Schema { subject, version, id, schema, schema_type, deleted } => {
-                if schema_type.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("AVRO")) {
+            LogRecord::Schema {
+                subject,
+                version,
+                id,
+                schema,
+                schema_type,
+                deleted,
+            } => {
+                if schema_type
+                    .as_deref()
+                    .is_some_and(|t| !t.eq_ignore_ascii_case("AVRO"))
+                {
                     tracing::debug!(%subject, version, id, "schema log: ignoring a non-Avro schema");
                     return Applied::Ignored;
                 }
@@ -108,11 +122,17 @@ impl State {
                 }
                 Applied::Yes
             }
-            LogRecord::Config { subject: None, level } => {
+            LogRecord::Config {
+                subject: None,
+                level,
+            } => {
                 self.global_level = level;
                 Applied::Yes
             }
-            LogRecord::Config { subject: Some(subject), level } => {
+            LogRecord::Config {
+                subject: Some(subject),
+                level,
+            } => {
                 match level {
                     Some(level) => self.subject_levels.insert(subject, level),
                     None => self.subject_levels.remove(&subject),
@@ -127,7 +147,12 @@ impl State {
     pub fn live_versions(&self, subject: &str) -> Vec<(u32, u32)> {
         self.subjects
             .get(subject)
-            .map(|v| v.iter().filter(|(_, sv)| !sv.deleted).map(|(ver, sv)| (*ver, sv.id)).collect())
+            .map(|v| {
+                v.iter()
+                    .filter(|(_, sv)| !sv.deleted)
+                    .map(|(ver, sv)| (*ver, sv.id))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

@@ -27,29 +27,44 @@ const V2: &str = r#"{"type":"record","name":"Thing","namespace":"t","doc":"A thi
 const V_BAD: &str = r#"{"type":"record","name":"Thing","namespace":"t","doc":"A thing.","fields":[
     {"name":"a","type":"string","doc":"A."},
     {"name":"c","type":"string","doc":"C."}]}"#;
-const OTHER: &str = r#"{"type":"record","name":"Other","namespace":"t","fields":[{"name":"x","type":"long"}]}"#;
+const OTHER: &str =
+    r#"{"type":"record","name":"Other","namespace":"t","fields":[{"name":"x","type":"long"}]}"#;
 
 fn app() -> (Arc<SchemaRegistry>, Router) {
     let registry = Arc::new(SchemaRegistry::in_memory());
     (registry.clone(), router(registry))
 }
 
-async fn call_with(app: &Router, method: &str, uri: &str, body: Option<Value>, content_type: &str) -> (StatusCode, Value) {
+async fn call_with(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+    content_type: &str,
+) -> (StatusCode, Value) {
     let request = Request::builder().method(method).uri(uri);
     let request = match body {
-        Some(b) => request.header(header::CONTENT_TYPE, content_type).body(Body::from(b.to_string())),
+        Some(b) => request
+            .header(header::CONTENT_TYPE, content_type)
+            .body(Body::from(b.to_string())),
         None => request.body(Body::empty()),
     }
     .unwrap();
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     assert_eq!(
-        response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+        response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
         Some(CONTENT_TYPE_V1),
         "{method} {uri}"
     );
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-    let value = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
     (status, value)
 }
 
@@ -58,41 +73,113 @@ async fn call(app: &Router, method: &str, uri: &str, body: Option<Value>) -> (St
 }
 
 async fn register(app: &Router, subject: &str, schema: &str) -> (StatusCode, Value) {
-    call(app, "POST", &format!("/subjects/{subject}/versions"), Some(json!({ "schema": schema }))).await
+    call(
+        app,
+        "POST",
+        &format!("/subjects/{subject}/versions"),
+        Some(json!({ "schema": schema })),
+    )
+    .await
 }
 
 fn error_code(body: &Value) -> u64 {
-    body["error_code"].as_u64().unwrap_or_else(|| panic!("no error_code in {body}"))
+    body["error_code"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no error_code in {body}"))
 }
 
 #[tokio::test]
 async fn root_types_and_unknown_paths() {
     let (_, app) = app();
-    assert_eq!(call(&app, "GET", "/", None).await, (StatusCode::OK, json!({})));
-    assert_eq!(call(&app, "GET", "/schemas/types", None).await, (StatusCode::OK, json!(["AVRO"])));
+    assert_eq!(
+        call(&app, "GET", "/", None).await,
+        (StatusCode::OK, json!({}))
+    );
+    assert_eq!(
+        call(&app, "GET", "/schemas/types", None).await,
+        (StatusCode::OK, json!(["AVRO"]))
+    );
     let (status, body) = call(&app, "GET", "/nope", None).await;
     assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, 404));
-    assert_eq!(call(&app, "GET", "/mode", None).await.1, json!({"mode": "READWRITE"}));
+    assert_eq!(
+        call(&app, "GET", "/mode", None).await.1,
+        json!({"mode": "READWRITE"})
+    );
+}
+
+#[tokio::test]
+async fn merges_into_a_larger_router() {
+    use axum::routing::get;
+    let registry = Arc::new(SchemaRegistry::in_memory());
+    // `router` next to routes without a fallback or `/` (the hub's control listener today).
+    let control = Router::new()
+        .route("/metrics", get(|| async { "m" }))
+        .merge(router(registry.clone()));
+    assert_eq!(register(&control, "s", V1).await.1, json!({"id": 1}));
+    assert_eq!(call(&control, "GET", "/", None).await.1, json!({}));
+    // `routes` next to a router with its own `/` and fallback (a console, say).
+    let console = Router::new()
+        .route(
+            "/",
+            get(|| async { ([(header::CONTENT_TYPE, CONTENT_TYPE_V1)], "\"console\"") }),
+        )
+        .fallback(|| async { ([(header::CONTENT_TYPE, CONTENT_TYPE_V1)], "\"spa\"") })
+        .merge(routes(registry));
+    assert_eq!(
+        call(&console, "GET", "/subjects", None).await.1,
+        json!(["s"])
+    );
+    assert_eq!(call(&console, "GET", "/", None).await.1, json!("console"));
+    assert_eq!(
+        call(&console, "GET", "/elsewhere", None).await.1,
+        json!("spa")
+    );
 }
 
 #[tokio::test]
 async fn same_schema_same_id_and_version_and_ids_are_global() {
     let (_, app) = app();
-    assert_eq!(register(&app, "things-value", V1).await, (StatusCode::OK, json!({"id": 1})));
+    assert_eq!(
+        register(&app, "things-value", V1).await,
+        (StatusCode::OK, json!({"id": 1}))
+    );
     // Same schema, other spelling: same id, no new version.
-    assert_eq!(register(&app, "things-value", V1_SPACED).await, (StatusCode::OK, json!({"id": 1})));
+    assert_eq!(
+        register(&app, "things-value", V1_SPACED).await,
+        (StatusCode::OK, json!({"id": 1}))
+    );
     // Same schema under another subject: the global id is reused.
-    assert_eq!(register(&app, "copy-value", V1).await, (StatusCode::OK, json!({"id": 1})));
+    assert_eq!(
+        register(&app, "copy-value", V1).await,
+        (StatusCode::OK, json!({"id": 1}))
+    );
     // A new (compatible) schema: a new id and version.
-    assert_eq!(register(&app, "things-value", V2).await, (StatusCode::OK, json!({"id": 2})));
-    assert_eq!(register(&app, "others-value", OTHER).await, (StatusCode::OK, json!({"id": 3})));
+    assert_eq!(
+        register(&app, "things-value", V2).await,
+        (StatusCode::OK, json!({"id": 2}))
+    );
+    assert_eq!(
+        register(&app, "others-value", OTHER).await,
+        (StatusCode::OK, json!({"id": 3}))
+    );
 
     assert_eq!(
         call(&app, "GET", "/subjects", None).await,
-        (StatusCode::OK, json!(["copy-value", "others-value", "things-value"]))
+        (
+            StatusCode::OK,
+            json!(["copy-value", "others-value", "things-value"])
+        )
     );
-    assert_eq!(call(&app, "GET", "/subjects/things-value/versions", None).await, (StatusCode::OK, json!([1, 2])));
-    assert_eq!(call(&app, "GET", "/subjects/copy-value/versions", None).await.1, json!([1]));
+    assert_eq!(
+        call(&app, "GET", "/subjects/things-value/versions", None).await,
+        (StatusCode::OK, json!([1, 2]))
+    );
+    assert_eq!(
+        call(&app, "GET", "/subjects/copy-value/versions", None)
+            .await
+            .1,
+        json!([1])
+    );
     assert_eq!(
         call(&app, "GET", "/schemas/ids/1/versions", None).await.1,
         json!([{"subject": "copy-value", "version": 1}, {"subject": "things-value", "version": 1}])
@@ -119,34 +206,71 @@ async fn get_by_id_and_by_version() {
 
     let (status, latest) = call(&app, "GET", "/subjects/s/versions/latest", None).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(latest, json!({"subject": "s", "version": 2, "id": 2, "schema": returned}));
-    assert_eq!(call(&app, "GET", "/subjects/s/versions/-1", None).await.1, latest);
-    assert_eq!(call(&app, "GET", "/subjects/s/versions/1", None).await.1["id"], json!(1));
-    assert_eq!(call(&app, "GET", "/subjects/s/versions/2/schema", None).await.1, parsed);
+    assert_eq!(
+        latest,
+        json!({"subject": "s", "version": 2, "id": 2, "schema": returned})
+    );
+    assert_eq!(
+        call(&app, "GET", "/subjects/s/versions/-1", None).await.1,
+        latest
+    );
+    assert_eq!(
+        call(&app, "GET", "/subjects/s/versions/1", None).await.1["id"],
+        json!(1)
+    );
+    assert_eq!(
+        call(&app, "GET", "/subjects/s/versions/2/schema", None)
+            .await
+            .1,
+        parsed
+    );
 
     for (uri, status, code) in [
         ("/schemas/ids/99", StatusCode::NOT_FOUND, 40403),
         ("/schemas/ids/abc", StatusCode::NOT_FOUND, 40403),
         ("/schemas/ids/99/schema", StatusCode::NOT_FOUND, 40403),
         ("/subjects/nope/versions", StatusCode::NOT_FOUND, 40401),
-        ("/subjects/nope/versions/latest", StatusCode::NOT_FOUND, 40401),
+        (
+            "/subjects/nope/versions/latest",
+            StatusCode::NOT_FOUND,
+            40401,
+        ),
         ("/subjects/s/versions/3", StatusCode::NOT_FOUND, 40402),
-        ("/subjects/s/versions/zero", StatusCode::UNPROCESSABLE_ENTITY, 42202),
-        ("/subjects/s/versions/0", StatusCode::UNPROCESSABLE_ENTITY, 42202),
+        (
+            "/subjects/s/versions/zero",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            42202,
+        ),
+        (
+            "/subjects/s/versions/0",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            42202,
+        ),
     ] {
         let (got, body) = call(&app, "GET", uri, None).await;
         assert_eq!((got, error_code(&body)), (status, code), "{uri}: {body}");
     }
     let (_, body) = call(&app, "GET", "/subjects/nope/versions", None).await;
-    assert_eq!(body, json!({"error_code": 40401, "message": "Subject 'nope' not found."}));
+    assert_eq!(
+        body,
+        json!({"error_code": 40401, "message": "Subject 'nope' not found."})
+    );
 }
 
 #[tokio::test]
 async fn subject_with_slash_and_percent_encoding() {
     let (_, app) = app();
     assert_eq!(register(&app, "a%2Fb-value", V1).await.0, StatusCode::OK);
-    assert_eq!(call(&app, "GET", "/subjects", None).await.1, json!(["a/b-value"]));
-    assert_eq!(call(&app, "GET", "/subjects/a%2Fb-value/versions/latest", None).await.1["subject"], json!("a/b-value"));
+    assert_eq!(
+        call(&app, "GET", "/subjects", None).await.1,
+        json!(["a/b-value"])
+    );
+    assert_eq!(
+        call(&app, "GET", "/subjects/a%2Fb-value/versions/latest", None)
+            .await
+            .1["subject"],
+        json!("a/b-value")
+    );
 }
 
 #[tokio::test]
@@ -154,9 +278,22 @@ async fn lookup_under_subject() {
     let (_, app) = app();
     register(&app, "s", V1).await;
     register(&app, "s", V2).await;
-    let (status, body) = call(&app, "POST", "/subjects/s?deleted=false", Some(json!({"schema": V1_SPACED}))).await;
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/subjects/s?deleted=false",
+        Some(json!({"schema": V1_SPACED})),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!((body["subject"].clone(), body["version"].clone(), body["id"].clone()), (json!("s"), json!(1), json!(1)));
+    assert_eq!(
+        (
+            body["subject"].clone(),
+            body["version"].clone(),
+            body["id"].clone()
+        ),
+        (json!("s"), json!(1), json!(1))
+    );
     let (status, body) = call(&app, "POST", "/subjects/s", Some(json!({"schema": OTHER}))).await;
     assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, 40403));
     let (status, body) = call(&app, "POST", "/subjects/nope", Some(json!({"schema": V1}))).await;
@@ -168,52 +305,122 @@ async fn backward_is_the_default_and_is_enforced() {
     let (_, app) = app();
     register(&app, "s", V1).await;
     let (status, body) = register(&app, "s", V_BAD).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::CONFLICT, 409), "{body}");
-    assert!(body["message"].as_str().unwrap().contains("incompatible"), "{body}");
-    assert_eq!(call(&app, "GET", "/subjects/s/versions", None).await.1, json!([1]));
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::CONFLICT, 409),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("incompatible"),
+        "{body}"
+    );
+    assert_eq!(
+        call(&app, "GET", "/subjects/s/versions", None).await.1,
+        json!([1])
+    );
 
-    let (status, report) =
-        call(&app, "POST", "/compatibility/subjects/s/versions/latest", Some(json!({"schema": V_BAD}))).await;
+    let (status, report) = call(
+        &app,
+        "POST",
+        "/compatibility/subjects/s/versions/latest",
+        Some(json!({"schema": V_BAD})),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(report["is_compatible"], json!(false));
     assert!(!report["messages"].as_array().unwrap().is_empty());
-    let (_, report) = call(&app, "POST", "/compatibility/subjects/s/versions", Some(json!({"schema": V2}))).await;
+    let (_, report) = call(
+        &app,
+        "POST",
+        "/compatibility/subjects/s/versions",
+        Some(json!({"schema": V2})),
+    )
+    .await;
     assert_eq!(report, json!({"is_compatible": true, "messages": []}));
-    let (_, report) = call(&app, "POST", "/compatibility/subjects/s/versions/1?verbose=true", Some(json!({"schema": V2}))).await;
+    let (_, report) = call(
+        &app,
+        "POST",
+        "/compatibility/subjects/s/versions/1?verbose=true",
+        Some(json!({"schema": V2})),
+    )
+    .await;
     assert_eq!(report["is_compatible"], json!(true));
     // No versions yet: anything goes. Unknown subject or version with an explicit version: 404.
-    let (_, report) = call(&app, "POST", "/compatibility/subjects/new/versions", Some(json!({"schema": V_BAD}))).await;
+    let (_, report) = call(
+        &app,
+        "POST",
+        "/compatibility/subjects/new/versions",
+        Some(json!({"schema": V_BAD})),
+    )
+    .await;
     assert_eq!(report["is_compatible"], json!(true));
-    let (status, body) = call(&app, "POST", "/compatibility/subjects/new/versions/latest", Some(json!({"schema": V1}))).await;
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/compatibility/subjects/new/versions/latest",
+        Some(json!({"schema": V1})),
+    )
+    .await;
     assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, 40401));
-    let (status, body) = call(&app, "POST", "/compatibility/subjects/s/versions/7", Some(json!({"schema": V1}))).await;
+    let (status, body) = call(
+        &app,
+        "POST",
+        "/compatibility/subjects/s/versions/7",
+        Some(json!({"schema": V1})),
+    )
+    .await;
     assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, 40402));
 
     // NONE on the subject lets it through.
     assert_eq!(
-        call(&app, "PUT", "/config/s", Some(json!({"compatibility": "NONE"}))).await,
+        call(
+            &app,
+            "PUT",
+            "/config/s",
+            Some(json!({"compatibility": "NONE"}))
+        )
+        .await,
         (StatusCode::OK, json!({"compatibility": "NONE"}))
     );
-    assert_eq!(register(&app, "s", V_BAD).await, (StatusCode::OK, json!({"id": 2})));
+    assert_eq!(
+        register(&app, "s", V_BAD).await,
+        (StatusCode::OK, json!({"id": 2}))
+    );
 }
 
 #[tokio::test]
 async fn forward_full_and_transitive_levels() {
     let registry = SchemaRegistry::in_memory();
     // FORWARD: old readers must read new data. Removing a field without default breaks it.
-    registry.set_subject_compatibility("f", CompatibilityLevel::Forward).await.unwrap();
+    registry
+        .set_subject_compatibility("f", CompatibilityLevel::Forward)
+        .await
+        .unwrap();
     registry.register("f", V2).await.unwrap();
     registry.register("f", V1).await.unwrap(); // removing optional b: V2 readers default it
-    registry.set_subject_compatibility("g", CompatibilityLevel::Forward).await.unwrap();
+    registry
+        .set_subject_compatibility("g", CompatibilityLevel::Forward)
+        .await
+        .unwrap();
     registry.register("g", V_BAD).await.unwrap();
     let err = registry.register("g", V1).await.unwrap_err(); // V_BAD readers need c
     assert_eq!(err.error_code(), 409);
 
     // FULL: both ways.
-    registry.set_subject_compatibility("full", CompatibilityLevel::Full).await.unwrap();
+    registry
+        .set_subject_compatibility("full", CompatibilityLevel::Full)
+        .await
+        .unwrap();
     registry.register("full", V1).await.unwrap();
     registry.register("full", V2).await.unwrap();
-    assert_eq!(registry.register("full", V_BAD).await.unwrap_err().error_code(), 409);
+    assert_eq!(
+        registry
+            .register("full", V_BAD)
+            .await
+            .unwrap_err()
+            .error_code(),
+        409
+    );
 
     // Transitive levels check every version, not only the latest.
     let a_string = r#"{"type":"record","name":"R","fields":[{"name":"a","type":"string"}]}"#;
@@ -223,61 +430,148 @@ async fn forward_full_and_transitive_levels() {
         ("b", CompatibilityLevel::Backward, true),
         ("bt", CompatibilityLevel::BackwardTransitive, false),
     ] {
-        registry.set_subject_compatibility(subject, level).await.unwrap();
+        registry
+            .set_subject_compatibility(subject, level)
+            .await
+            .unwrap();
         registry.register(subject, a_string).await.unwrap();
         registry.register(subject, no_a).await.unwrap();
-        assert_eq!(registry.register(subject, a_int).await.is_ok(), ok, "{level}");
+        assert_eq!(
+            registry.register(subject, a_int).await.is_ok(),
+            ok,
+            "{level}"
+        );
     }
-    let report = registry.check_compatibility("bt", None, a_int).await.unwrap();
+    let report = registry
+        .check_compatibility("bt", None, a_int)
+        .await
+        .unwrap();
     assert!(!report.is_compatible);
-    assert!(report.messages[0].contains("version 1"), "{:?}", report.messages);
+    assert!(
+        report.messages[0].contains("version 1"),
+        "{:?}",
+        report.messages
+    );
     // Against one version explicitly (non-transitive), version 2 accepts it.
-    assert!(registry.check_compatibility("bt", Some(VersionSpec::Number(2)), a_int).await.unwrap().is_compatible);
+    assert!(
+        registry
+            .check_compatibility("bt", Some(VersionSpec::Number(2)), a_int)
+            .await
+            .unwrap()
+            .is_compatible
+    );
 }
 
 #[tokio::test]
 async fn config_endpoints() {
     let (_, app) = app();
-    assert_eq!(call(&app, "GET", "/config", None).await, (StatusCode::OK, json!({"compatibilityLevel": "BACKWARD"})));
     assert_eq!(
-        call(&app, "PUT", "/config", Some(json!({"compatibility": "full_transitive"}))).await,
+        call(&app, "GET", "/config", None).await,
+        (StatusCode::OK, json!({"compatibilityLevel": "BACKWARD"}))
+    );
+    assert_eq!(
+        call(
+            &app,
+            "PUT",
+            "/config",
+            Some(json!({"compatibility": "full_transitive"}))
+        )
+        .await,
         (StatusCode::OK, json!({"compatibility": "FULL_TRANSITIVE"}))
     );
-    assert_eq!(call(&app, "GET", "/config", None).await.1, json!({"compatibilityLevel": "FULL_TRANSITIVE"}));
+    assert_eq!(
+        call(&app, "GET", "/config", None).await.1,
+        json!({"compatibilityLevel": "FULL_TRANSITIVE"})
+    );
     let (status, body) = call(&app, "GET", "/config/s", None).await;
     assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, 40408));
-    assert_eq!(call(&app, "GET", "/config/s?defaultToGlobal=true", None).await.1, json!({"compatibilityLevel": "FULL_TRANSITIVE"}));
-    call(&app, "PUT", "/config/s", Some(json!({"compatibility": "NONE"}))).await;
-    assert_eq!(call(&app, "GET", "/config/s", None).await.1, json!({"compatibilityLevel": "NONE"}));
-    assert_eq!(call(&app, "DELETE", "/config/s", None).await.1, json!({"compatibilityLevel": "NONE"}));
-    assert_eq!(call(&app, "GET", "/config/s", None).await.0, StatusCode::NOT_FOUND);
-    let (status, body) = call(&app, "PUT", "/config", Some(json!({"compatibility": "SOMETIMES"}))).await;
-    assert_eq!((status, error_code(&body)), (StatusCode::UNPROCESSABLE_ENTITY, 42203));
+    assert_eq!(
+        call(&app, "GET", "/config/s?defaultToGlobal=true", None)
+            .await
+            .1,
+        json!({"compatibilityLevel": "FULL_TRANSITIVE"})
+    );
+    call(
+        &app,
+        "PUT",
+        "/config/s",
+        Some(json!({"compatibility": "NONE"})),
+    )
+    .await;
+    assert_eq!(
+        call(&app, "GET", "/config/s", None).await.1,
+        json!({"compatibilityLevel": "NONE"})
+    );
+    assert_eq!(
+        call(&app, "DELETE", "/config/s", None).await.1,
+        json!({"compatibilityLevel": "NONE"})
+    );
+    assert_eq!(
+        call(&app, "GET", "/config/s", None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (status, body) = call(
+        &app,
+        "PUT",
+        "/config",
+        Some(json!({"compatibility": "SOMETIMES"})),
+    )
+    .await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, 42203)
+    );
 }
 
 #[tokio::test]
 async fn bad_requests() {
     let (_, app) = app();
     for (body, code) in [
-        (json!({"schema": "{\"type\":\"record\",\"name\":\"X\"}"}), 42201),
+        (
+            json!({"schema": "{\"type\":\"record\",\"name\":\"X\"}"}),
+            42201,
+        ),
         (json!({"schema": "not json"}), 42201),
         (json!({"schema": ""}), 42201),
         (json!({}), 42201),
         (json!({"schema": V1, "schemaType": "PROTOBUF"}), 42201),
         (json!({"schema": V1, "schemaType": "JSON"}), 42201),
-        (json!({"schema": V1, "references": [{"name": "x", "subject": "y", "version": 1}]}), 42201),
+        (
+            json!({"schema": V1, "references": [{"name": "x", "subject": "y", "version": 1}]}),
+            42201,
+        ),
     ] {
         let (status, got) = call(&app, "POST", "/subjects/s/versions", Some(body.clone())).await;
-        assert_eq!((status, error_code(&got)), (StatusCode::UNPROCESSABLE_ENTITY, code), "{body}");
+        assert_eq!(
+            (status, error_code(&got)),
+            (StatusCode::UNPROCESSABLE_ENTITY, code),
+            "{body}"
+        );
     }
-    let request = Request::post("/subjects/s/versions").body(Body::from("{nope")).unwrap();
+    let request = Request::post("/subjects/s/versions")
+        .body(Body::from("{nope"))
+        .unwrap();
     let response = app.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     // Explicit AVRO and an empty reference list are fine; plain application/json is accepted.
     let body = json!({"schema": V1, "schemaType": "AVRO", "references": []});
-    assert_eq!(call_with(&app, "POST", "/subjects/s/versions", Some(body), "application/json").await.0, StatusCode::OK);
+    assert_eq!(
+        call_with(
+            &app,
+            "POST",
+            "/subjects/s/versions",
+            Some(body),
+            "application/json"
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
     // Nothing was registered by the bad requests.
-    assert_eq!(call(&app, "GET", "/subjects/s/versions", None).await.1, json!([1]));
+    assert_eq!(
+        call(&app, "GET", "/subjects/s/versions", None).await.1,
+        json!([1])
+    );
 }
 
 #[tokio::test]
@@ -285,27 +579,85 @@ async fn soft_and_permanent_delete() {
     let (registry, app) = app();
     register(&app, "s", V1).await;
     register(&app, "s", V2).await;
-    let (status, body) = call(&app, "DELETE", "/subjects/s/versions/1?permanent=true", None).await;
+    let (status, body) = call(
+        &app,
+        "DELETE",
+        "/subjects/s/versions/1?permanent=true",
+        None,
+    )
+    .await;
     assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, 40407));
-    assert_eq!(call(&app, "DELETE", "/subjects/s/versions/1", None).await, (StatusCode::OK, json!(1)));
-    assert_eq!(call(&app, "DELETE", "/subjects/s/versions/1", None).await.1["error_code"], json!(40406));
-    assert_eq!(call(&app, "GET", "/subjects/s/versions", None).await.1, json!([2]));
-    assert_eq!(call(&app, "GET", "/subjects/s/versions?deleted=true", None).await.1, json!([1, 2]));
-    assert_eq!(call(&app, "GET", "/subjects/s/versions/1", None).await.1["error_code"], json!(40402));
-    assert_eq!(call(&app, "GET", "/subjects/s/versions/1?deleted=true", None).await.1["id"], json!(1));
+    assert_eq!(
+        call(&app, "DELETE", "/subjects/s/versions/1", None).await,
+        (StatusCode::OK, json!(1))
+    );
+    assert_eq!(
+        call(&app, "DELETE", "/subjects/s/versions/1", None).await.1["error_code"],
+        json!(40406)
+    );
+    assert_eq!(
+        call(&app, "GET", "/subjects/s/versions", None).await.1,
+        json!([2])
+    );
+    assert_eq!(
+        call(&app, "GET", "/subjects/s/versions?deleted=true", None)
+            .await
+            .1,
+        json!([1, 2])
+    );
+    assert_eq!(
+        call(&app, "GET", "/subjects/s/versions/1", None).await.1["error_code"],
+        json!(40402)
+    );
+    assert_eq!(
+        call(&app, "GET", "/subjects/s/versions/1?deleted=true", None)
+            .await
+            .1["id"],
+        json!(1)
+    );
     // Ids stay resolvable: old records must stay readable.
-    assert_eq!(call(&app, "GET", "/schemas/ids/1", None).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&app, "GET", "/schemas/ids/1", None).await.0,
+        StatusCode::OK
+    );
 
-    assert_eq!(call(&app, "DELETE", "/subjects/s", None).await.1, json!([2]));
+    assert_eq!(
+        call(&app, "DELETE", "/subjects/s", None).await.1,
+        json!([2])
+    );
     assert_eq!(call(&app, "GET", "/subjects", None).await.1, json!([]));
-    assert_eq!(call(&app, "GET", "/subjects?deleted=true", None).await.1, json!(["s"]));
-    assert_eq!(call(&app, "DELETE", "/subjects/s", None).await.1["error_code"], json!(40404));
-    assert_eq!(call(&app, "DELETE", "/subjects/s?permanent=true", None).await.1, json!([1, 2]));
-    assert_eq!(call(&app, "GET", "/subjects?deleted=true", None).await.1, json!([]));
-    assert_eq!(call(&app, "GET", "/schemas/ids/2", None).await.0, StatusCode::OK);
+    assert_eq!(
+        call(&app, "GET", "/subjects?deleted=true", None).await.1,
+        json!(["s"])
+    );
+    assert_eq!(
+        call(&app, "DELETE", "/subjects/s", None).await.1["error_code"],
+        json!(40404)
+    );
+    assert_eq!(
+        call(&app, "DELETE", "/subjects/s?permanent=true", None)
+            .await
+            .1,
+        json!([1, 2])
+    );
+    assert_eq!(
+        call(&app, "GET", "/subjects?deleted=true", None).await.1,
+        json!([])
+    );
+    assert_eq!(
+        call(&app, "GET", "/schemas/ids/2", None).await.0,
+        StatusCode::OK
+    );
     // Registering again starts at version 1 again, with the same id.
     assert_eq!(register(&app, "s", V2).await.1, json!({"id": 2}));
-    assert_eq!(registry.version("s", VersionSpec::Latest, false).await.unwrap().version, 1);
+    assert_eq!(
+        registry
+            .version("s", VersionSpec::Latest, false)
+            .await
+            .unwrap()
+            .version,
+        1
+    );
 }
 
 #[tokio::test]
@@ -315,25 +667,57 @@ async fn replay_rebuilds_the_same_state() {
     first.register("s", V1).await.unwrap();
     first.register("s", V2).await.unwrap();
     first.register("o", OTHER).await.unwrap();
-    first.set_global_compatibility(CompatibilityLevel::Full).await.unwrap();
-    first.set_subject_compatibility("o", CompatibilityLevel::None).await.unwrap();
-    first.delete_version("s", VersionSpec::Number(1), false).await.unwrap();
+    first
+        .set_global_compatibility(CompatibilityLevel::Full)
+        .await
+        .unwrap();
+    first
+        .set_subject_compatibility("o", CompatibilityLevel::None)
+        .await
+        .unwrap();
+    first
+        .delete_version("s", VersionSpec::Number(1), false)
+        .await
+        .unwrap();
 
     let second = SchemaRegistry::open(log.clone()).await.unwrap();
     assert_eq!(second.subjects(true).await.unwrap(), vec!["o", "s"]);
     assert_eq!(second.versions("s", false).await.unwrap(), vec![2]);
     assert_eq!(second.versions("s", true).await.unwrap(), vec![1, 2]);
-    assert_eq!(second.schema_by_id(3).await.unwrap(), first.schema_by_id(3).await.unwrap());
-    assert_eq!(second.global_compatibility().await, CompatibilityLevel::Full);
-    assert_eq!(second.subject_compatibility("o").await, Some(CompatibilityLevel::None));
+    assert_eq!(
+        second.schema_by_id(3).await.unwrap(),
+        first.schema_by_id(3).await.unwrap()
+    );
+    assert_eq!(
+        second.global_compatibility().await,
+        CompatibilityLevel::Full
+    );
+    assert_eq!(
+        second.subject_compatibility("o").await,
+        Some(CompatibilityLevel::None)
+    );
 
     // Each process sees what the other writes, on its next catch-up (or on a miss).
     let id = second.register("new", OTHER).await.unwrap().id;
     assert_eq!(id, 3);
-    let id = second.register("new2", r#"{"type":"record","name":"N","fields":[]}"#).await.unwrap().id;
-    assert_eq!(first.schema_by_id(id).await.unwrap(), second.schema_by_id(id).await.unwrap());
+    let id = second
+        .register("new2", r#"{"type":"record","name":"N","fields":[]}"#)
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(
+        first.schema_by_id(id).await.unwrap(),
+        second.schema_by_id(id).await.unwrap()
+    );
     assert_eq!(first.register("x", V_BAD).await.unwrap().id, id + 1);
-    assert_eq!(second.version("x", VersionSpec::Latest, false).await.unwrap().id, id + 1);
+    assert_eq!(
+        second
+            .version("x", VersionSpec::Latest, false)
+            .await
+            .unwrap()
+            .id,
+        id + 1
+    );
 }
 
 #[tokio::test]
@@ -341,27 +725,59 @@ async fn log_records_use_confluents_layout() {
     let log = Arc::new(MemoryLog::new());
     let registry = SchemaRegistry::open(log.clone()).await.unwrap();
     registry.register("things-value", V1).await.unwrap();
-    registry.set_subject_compatibility("things-value", CompatibilityLevel::Full).await.unwrap();
+    registry
+        .set_subject_compatibility("things-value", CompatibilityLevel::Full)
+        .await
+        .unwrap();
     let records = log.records();
     let key: Value = serde_json::from_slice(&records[0].key).unwrap();
-    assert_eq!(key, json!({"keytype": "SCHEMA", "subject": "things-value", "version": 1, "magic": 1}));
-    assert!(String::from_utf8_lossy(&records[0].key).starts_with(r#"{"keytype":"SCHEMA","subject""#));
+    assert_eq!(
+        key,
+        json!({"keytype": "SCHEMA", "subject": "things-value", "version": 1, "magic": 1})
+    );
+    assert!(
+        String::from_utf8_lossy(&records[0].key).starts_with(r#"{"keytype":"SCHEMA","subject""#)
+    );
     let value: Value = serde_json::from_slice(records[0].value.as_ref().unwrap()).unwrap();
     assert_eq!(value["subject"], json!("things-value"));
-    assert_eq!((value["version"].clone(), value["id"].clone(), value["deleted"].clone()), (json!(1), json!(1), json!(false)));
+    assert_eq!(
+        (
+            value["version"].clone(),
+            value["id"].clone(),
+            value["deleted"].clone()
+        ),
+        (json!(1), json!(1), json!(false))
+    );
     assert!(value["schema"].is_string());
     let key: Value = serde_json::from_slice(&records[1].key).unwrap();
-    assert_eq!(key, json!({"keytype": "CONFIG", "subject": "things-value", "magic": 0}));
+    assert_eq!(
+        key,
+        json!({"keytype": "CONFIG", "subject": "things-value", "magic": 0})
+    );
     let value: Value = serde_json::from_slice(records[1].value.as_ref().unwrap()).unwrap();
     assert_eq!(value, json!({"compatibilityLevel": "FULL"}));
 
     // Foreign and malformed records are skipped, not fatal; Confluent-written schemas (with
     // their own spelling) are understood.
-    log.append(RawLogRecord { key: br#"{"keytype":"NOOP","magic":0}"#.to_vec(), value: None }).await.unwrap();
-    log.append(RawLogRecord { key: b"garbage".to_vec(), value: Some(b"garbage".to_vec()) }).await.unwrap();
+    log.append(RawLogRecord {
+        key: br#"{"keytype":"NOOP","magic":0}"#.to_vec(),
+        value: None,
+    })
+    .await
+    .unwrap();
+    log.append(RawLogRecord {
+        key: b"garbage".to_vec(),
+        value: Some(b"garbage".to_vec()),
+    })
+    .await
+    .unwrap();
     log.append(RawLogRecord {
         key: br#"{"subject":"c-value","version":1,"magic":1,"keytype":"SCHEMA"}"#.to_vec(),
-        value: Some(json!({"subject": "c-value", "version": 1, "id": 7, "schema": OTHER}).to_string().into_bytes()),
+        value: Some(
+            json!({"subject": "c-value", "version": 1, "id": 7, "schema": OTHER})
+                .to_string()
+                .into_bytes(),
+        ),
     })
     .await
     .unwrap();
@@ -372,7 +788,10 @@ async fn log_records_use_confluents_layout() {
     .await
     .unwrap();
     let replayed = SchemaRegistry::open(log.clone()).await.unwrap();
-    assert_eq!(replayed.subjects(false).await.unwrap(), vec!["c-value", "things-value"]);
+    assert_eq!(
+        replayed.subjects(false).await.unwrap(),
+        vec!["c-value", "things-value"]
+    );
     assert_eq!(replayed.register("d-value", OTHER).await.unwrap().id, 7);
     assert_eq!(replayed.register("e-value", V2).await.unwrap().id, 8);
 }
@@ -386,11 +805,14 @@ struct RacingLog {
 
 impl SchemaLog for RacingLog {
     fn append(&self, record: RawLogRecord) -> LogFuture<'_, i64> {
-        if let Some(c) = self.competitor.lock().unwrap().take() {
-            self.raced.store(true, Ordering::SeqCst);
-            let _ = self.inner.append(c.encode());
-        }
-        self.inner.append(record)
+        Box::pin(async move {
+            let competitor = self.competitor.lock().unwrap().take();
+            if let Some(c) = competitor {
+                self.raced.store(true, Ordering::SeqCst);
+                self.inner.append(c.encode()).await?;
+            }
+            self.inner.append(record).await
+        })
     }
     fn read_from(&self, position: i64) -> LogFuture<'_, LogBatch> {
         self.inner.read_from(position)
@@ -406,13 +828,25 @@ fn compact(records: Vec<RawLogRecord>) -> Vec<RawLogRecord> {
     for (i, r) in records.iter().enumerate() {
         last.insert(r.key.clone(), i);
     }
-    records.into_iter().enumerate().filter(|(i, r)| last[&r.key] == *i).map(|(_, r)| r).collect()
+    records
+        .into_iter()
+        .enumerate()
+        .filter(|(i, r)| last[&r.key] == *i)
+        .map(|(_, r)| r)
+        .collect()
 }
 
 async fn race(competitor: LogRecord, subject: &str) -> (RegisteredSchema, Arc<RacingLog>) {
-    let log = Arc::new(RacingLog { inner: MemoryLog::new(), competitor: std::sync::Mutex::new(None), raced: AtomicBool::new(false) });
+    let log = Arc::new(RacingLog {
+        inner: MemoryLog::new(),
+        competitor: std::sync::Mutex::new(None),
+        raced: AtomicBool::new(false),
+    });
     let registry = SchemaRegistry::open(log.clone()).await.unwrap();
-    registry.set_global_compatibility(CompatibilityLevel::None).await.unwrap();
+    registry
+        .set_global_compatibility(CompatibilityLevel::None)
+        .await
+        .unwrap();
     // The competitor appends between our catch-up and our append.
     *log.competitor.lock().unwrap() = Some(competitor);
     let ours = registry.register(subject, V1).await.unwrap();
@@ -425,7 +859,10 @@ async fn race(competitor: LogRecord, subject: &str) -> (RegisteredSchema, Arc<Ra
         }
         let other = SchemaRegistry::open(replay).await.unwrap();
         assert_eq!(other.lookup(subject, V1, false).await.unwrap(), ours);
-        assert_eq!(other.schema_by_id(1).await.unwrap(), normalize(OTHER).unwrap().text);
+        assert_eq!(
+            other.schema_by_id(1).await.unwrap(),
+            normalize(OTHER).unwrap().text
+        );
     }
     (ours, log)
 }
@@ -433,7 +870,14 @@ async fn race(competitor: LogRecord, subject: &str) -> (RegisteredSchema, Arc<Ra
 #[tokio::test]
 async fn losing_a_race_for_a_subject_version_retries_and_keeps_the_winner() {
     // Another process registered OTHER as s v1 with id 1 between our catch-up and our append.
-    let competitor = LogRecord::Schema { subject: "s".into(), version: 1, id: 1, schema: OTHER.into(), schema_type: None, deleted: false };
+    let competitor = LogRecord::Schema {
+        subject: "s".into(),
+        version: 1,
+        id: 1,
+        schema: OTHER.into(),
+        schema_type: None,
+        deleted: false,
+    };
     let (ours, _) = race(competitor, "s").await;
     assert_eq!((ours.version, ours.id), (2, 2));
 }
@@ -461,11 +905,24 @@ async fn losing_a_race_for_an_id_retries_with_the_next_id() {
     let ours = r.register("c", V1).await.unwrap();
     assert!(log.raced.load(Ordering::SeqCst));
     assert_eq!(ours.id, 3, "id 2 went to the competitor");
-    assert_eq!(r.schema_by_id(2).await.unwrap(), normalize(V2).unwrap().text);
-    assert_eq!(r.version("b", VersionSpec::Latest, false).await.unwrap().id, 2);
+    assert_eq!(
+        r.schema_by_id(2).await.unwrap(),
+        normalize(V2).unwrap().text
+    );
+    assert_eq!(
+        r.version("b", VersionSpec::Latest, false).await.unwrap().id,
+        2
+    );
 
     // And through `race`: the competitor takes id 1 under another subject.
-    let competitor = LogRecord::Schema { subject: "t".into(), version: 1, id: 1, schema: OTHER.into(), schema_type: None, deleted: false };
+    let competitor = LogRecord::Schema {
+        subject: "t".into(),
+        version: 1,
+        id: 1,
+        schema: OTHER.into(),
+        schema_type: None,
+        deleted: false,
+    };
     let (ours, _) = race(competitor, "s").await;
     assert_eq!((ours.version, ours.id), (1, 2));
 }
@@ -487,18 +944,34 @@ async fn every_hub_schema_registers_and_survives_normalization() {
         let name = path.file_stem().unwrap().to_str().unwrap();
         let subject = format!("hub.canonical.{name}-value");
         let registered = registry.register(&subject, &text).await.unwrap();
-        assert_eq!(registry.register(&subject, &text).await.unwrap(), registered);
+        assert_eq!(
+            registry.register(&subject, &text).await.unwrap(),
+            registered
+        );
         // What clients fetch is the same schema: same fields, docs, pii tags and logical types.
         let original: Value = serde_json::from_str(&text).unwrap();
-        let served: Value = serde_json::from_str(&registry.schema_by_id(registered.id).await.unwrap()).unwrap();
+        let served: Value =
+            serde_json::from_str(&registry.schema_by_id(registered.id).await.unwrap()).unwrap();
         assert_eq!(pii_paths(&original, ""), pii_paths(&served, ""), "{name}");
         assert_eq!(
-            apache_avro::Schema::parse(&original).unwrap().canonical_form(),
-            apache_avro::Schema::parse(&served).unwrap().canonical_form(),
+            apache_avro::Schema::parse(&original)
+                .unwrap()
+                .canonical_form(),
+            apache_avro::Schema::parse(&served)
+                .unwrap()
+                .canonical_form(),
             "{name}"
         );
-        assert_eq!(original["fields"].as_array().map(Vec::len), served["fields"].as_array().map(Vec::len));
-        for (o, s) in original["fields"].as_array().unwrap().iter().zip(served["fields"].as_array().unwrap()) {
+        assert_eq!(
+            original["fields"].as_array().map(Vec::len),
+            served["fields"].as_array().map(Vec::len)
+        );
+        for (o, s) in original["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(served["fields"].as_array().unwrap())
+        {
             assert_eq!(o["doc"], s["doc"], "{name}.{}", o["name"]);
             assert_eq!(o.get("default"), s.get("default"), "{name}.{}", o["name"]);
         }
@@ -548,7 +1021,9 @@ mod client {
     use apache_avro::types::Value as Avro;
     use schema_registry_converter::async_impl::avro::{AvroDecoder, AvroEncoder};
     use schema_registry_converter::async_impl::schema_registry::SrSettings;
-    use schema_registry_converter::schema_registry_common::{SchemaType, SubjectNameStrategy, SuppliedSchema};
+    use schema_registry_converter::schema_registry_common::{
+        SchemaType, SubjectNameStrategy, SuppliedSchema,
+    };
 
     use super::*;
 
@@ -578,8 +1053,14 @@ mod client {
             ("source_connector".into(), s("sf-main")),
             ("source_entity".into(), s("Contact")),
             ("external_id".into(), some(s(&format!("003{i:015}")))),
-            ("source_updated_at".into(), Avro::TimestampMillis(1_764_200_000_000 + i)),
-            ("received_at".into(), Avro::TimestampMillis(1_764_200_001_000 + i)),
+            (
+                "source_updated_at".into(),
+                Avro::TimestampMillis(1_764_200_000_000 + i),
+            ),
+            (
+                "received_at".into(),
+                Avro::TimestampMillis(1_764_200_001_000 + i),
+            ),
             ("ingest_id".into(), s(&format!("ing-{i}"))),
             ("deleted".into(), Avro::Boolean(false)),
             ("customer_key".into(), some(s(&format!("cust-{i}")))),
@@ -590,7 +1071,10 @@ mod client {
             ("address".into(), some(address)),
             ("date_of_birth".into(), some(Avro::Date(3653))),
             ("email_opt_in".into(), some(Avro::Boolean(true))),
-            ("consent_updated_at".into(), some(Avro::TimestampMillis(1_764_000_000_000))),
+            (
+                "consent_updated_at".into(),
+                some(Avro::TimestampMillis(1_764_000_000_000)),
+            ),
         ];
         // Every other field: null, in schema order.
         let schema: Value = serde_json::from_str(&customer_schema()).unwrap();
@@ -610,7 +1094,11 @@ mod client {
         SubjectNameStrategy::TopicNameStrategyWithSchema(
             topic.to_owned(),
             false,
-            SuppliedSchema::new(Some("com.automatrix.hub.canonical.Customer".into()), SchemaType::Avro, customer_schema()),
+            SuppliedSchema::new(
+                Some("com.automatrix.hub.canonical.Customer".into()),
+                SchemaType::Avro,
+                customer_schema(),
+            ),
         )
     }
 
@@ -621,26 +1109,44 @@ mod client {
         let encoder = AvroEncoder::new(SrSettings::new(url.clone()));
         let strategy = strategy("hub.canonical.customer");
         let value = customer(1);
-        let bytes = encoder.encode_value(value.clone(), &strategy).await.unwrap();
+        let bytes = encoder
+            .encode_value(value.clone(), &strategy)
+            .await
+            .unwrap();
         assert_eq!(bytes[0], 0, "Confluent magic byte");
         assert_eq!(u32::from_be_bytes(bytes[1..5].try_into().unwrap()), 1);
-        let registered = registry.version("hub.canonical.customer-value", VersionSpec::Latest, false).await.unwrap();
+        let registered = registry
+            .version("hub.canonical.customer-value", VersionSpec::Latest, false)
+            .await
+            .unwrap();
         assert_eq!((registered.version, registered.id), (1, 1));
 
         // A fresh decoder (fetches the schema by id from the server).
         let decoder = AvroDecoder::new(SrSettings::new(url.clone()));
         let decoded = decoder.decode(Some(&bytes)).await.unwrap();
         assert_eq!(decoded.value, value);
-        assert_eq!(decoded.name.map(|n| n.fullname(None)), Some("com.automatrix.hub.canonical.Customer".to_owned()));
+        assert_eq!(
+            decoded.name.map(|n| n.fullname(None)),
+            Some("com.automatrix.hub.canonical.Customer".to_owned())
+        );
 
         // A second encoder registering the same schema gets the same id.
-        let again = AvroEncoder::new(SrSettings::new(url.clone())).encode_value(customer(2), &strategy).await.unwrap();
+        let again = AvroEncoder::new(SrSettings::new(url.clone()))
+            .encode_value(customer(2), &strategy)
+            .await
+            .unwrap();
         assert_eq!(again[1..5], bytes[1..5]);
 
         // The plain TopicNameStrategy (no schema supplied) uses the latest version.
         let plain = SubjectNameStrategy::TopicNameStrategy("hub.canonical.customer".into(), false);
-        let third = AvroEncoder::new(SrSettings::new(url)).encode_value(customer(3), &plain).await.unwrap();
-        assert_eq!(decoder.decode(Some(&third)).await.unwrap().value, customer(3));
+        let third = AvroEncoder::new(SrSettings::new(url))
+            .encode_value(customer(3), &plain)
+            .await
+            .unwrap();
+        assert_eq!(
+            decoder.decode(Some(&third)).await.unwrap().value,
+            customer(3)
+        );
     }
 }
 
@@ -665,18 +1171,27 @@ mod kafka {
     }
 
     fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
-        rdkafka::ClientConfig::new().set("bootstrap.servers", bootstrap).create().unwrap()
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .create()
+            .unwrap()
     }
 
     /// Remove the test's topics from the shared broker (best effort).
     async fn delete_topics(bootstrap: &str, topics: &[&str]) {
-        if let Err(e) = admin(bootstrap).delete_topics(topics, &AdminOptions::new()).await {
+        if let Err(e) = admin(bootstrap)
+            .delete_topics(topics, &AdminOptions::new())
+            .await
+        {
             eprintln!("could not delete test topics {topics:?}: {e}");
         }
     }
 
     pub(crate) fn unique(prefix: &str) -> String {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
         format!("{prefix}-{}-{nanos}", std::process::id())
     }
 
@@ -684,13 +1199,25 @@ mod kafka {
     async fn kafka_log_survives_restart_and_two_processes_agree() {
         let Some(bootstrap) = bootstrap() else { return };
         let topic = unique("_schemas_test");
-        let config = KafkaLogConfig::new(&bootstrap).topic(&topic).timeout(Duration::from_secs(20));
+        let config = KafkaLogConfig::new(&bootstrap)
+            .topic(&topic)
+            .timeout(Duration::from_secs(20));
 
-        let first = Arc::new(SchemaRegistry::open_kafka_with(config.clone()).await.unwrap());
+        let first = Arc::new(
+            SchemaRegistry::open_kafka_with(config.clone())
+                .await
+                .unwrap(),
+        );
         assert_eq!(first.register("s", V1).await.unwrap().id, 1);
         assert_eq!(first.register("s", V2).await.unwrap().id, 2);
-        first.set_subject_compatibility("s", CompatibilityLevel::Full).await.unwrap();
-        assert_eq!(first.register("s", V_BAD).await.unwrap_err().error_code(), 409);
+        first
+            .set_subject_compatibility("s", CompatibilityLevel::Full)
+            .await
+            .unwrap();
+        assert_eq!(
+            first.register("s", V_BAD).await.unwrap_err().error_code(),
+            409
+        );
 
         // The topic was created compacted.
         let described = admin(&bootstrap)
@@ -698,18 +1225,38 @@ mod kafka {
             .await
             .unwrap();
         let resource = described.into_iter().next().unwrap().unwrap();
-        assert_eq!(resource.get("cleanup.policy").and_then(|e| e.value.clone()).as_deref(), Some("compact"));
+        assert_eq!(
+            resource
+                .get("cleanup.policy")
+                .and_then(|e| e.value.clone())
+                .as_deref(),
+            Some("compact")
+        );
 
         // A second process on the same topic rebuilds the same state.
-        let second = Arc::new(SchemaRegistry::open_kafka_with(config.clone()).await.unwrap());
+        let second = Arc::new(
+            SchemaRegistry::open_kafka_with(config.clone())
+                .await
+                .unwrap(),
+        );
         assert_eq!(second.versions("s", false).await.unwrap(), vec![1, 2]);
-        assert_eq!(second.subject_compatibility("s").await, Some(CompatibilityLevel::Full));
-        assert_eq!(second.schema_by_id(2).await.unwrap(), first.schema_by_id(2).await.unwrap());
+        assert_eq!(
+            second.subject_compatibility("s").await,
+            Some(CompatibilityLevel::Full)
+        );
+        assert_eq!(
+            second.schema_by_id(2).await.unwrap(),
+            first.schema_by_id(2).await.unwrap()
+        );
 
         // Both register different schemas at the same time: every id and version is agreed on.
         let mut tasks = Vec::new();
         for i in 0..6 {
-            let registry = if i % 2 == 0 { first.clone() } else { second.clone() };
+            let registry = if i % 2 == 0 {
+                first.clone()
+            } else {
+                second.clone()
+            };
             tasks.push(tokio::spawn(async move {
                 // Same record, each with its own optional field: all mutually compatible.
                 let schema = format!(
@@ -731,7 +1278,10 @@ mod kafka {
         for (subject, schema, registered) in &results {
             for r in [&*first, &*second, &third] {
                 assert_eq!(&r.lookup(subject, schema, false).await.unwrap(), registered);
-                assert_eq!(r.schema_by_id(registered.id).await.unwrap(), registered.schema);
+                assert_eq!(
+                    r.schema_by_id(registered.id).await.unwrap(),
+                    registered.schema
+                );
             }
         }
         delete_topics(&bootstrap, &[&topic]).await;
@@ -751,12 +1301,20 @@ mod kafka {
             return;
         };
         let schemas_topic = unique("_schemas_contract");
-        let registry =
-            Arc::new(SchemaRegistry::open_kafka_with(KafkaLogConfig::new(&bootstrap).topic(&schemas_topic)).await.unwrap());
+        let registry = Arc::new(
+            SchemaRegistry::open_kafka_with(KafkaLogConfig::new(&bootstrap).topic(&schemas_topic))
+                .await
+                .unwrap(),
+        );
         let url = serve(registry).await;
         let topic = unique("hub.contract.customer");
-        let new_topic = rdkafka::admin::NewTopic::new(&topic, 3, rdkafka::admin::TopicReplication::Fixed(1));
-        for result in admin(&bootstrap).create_topics([&new_topic], &AdminOptions::new()).await.unwrap() {
+        let new_topic =
+            rdkafka::admin::NewTopic::new(&topic, 3, rdkafka::admin::TopicReplication::Fixed(1));
+        for result in admin(&bootstrap)
+            .create_topics([&new_topic], &AdminOptions::new())
+            .await
+            .unwrap()
+        {
             result.unwrap();
         }
         let encoder = schema_registry_converter::async_impl::avro::AvroEncoder::new(
@@ -769,23 +1327,44 @@ mod kafka {
             .unwrap();
         let strategy = super::client::strategy(&topic);
         for i in 0..5 {
-            let bytes = encoder.encode_value(super::client::customer(i), &strategy).await.unwrap();
+            let bytes = encoder
+                .encode_value(super::client::customer(i), &strategy)
+                .await
+                .unwrap();
             let key = format!("dealer-1/cust-{i}");
             producer
-                .send(FutureRecord::to(&topic).key(&key).payload(&bytes), Duration::from_secs(10))
+                .send(
+                    FutureRecord::to(&topic).key(&key).payload(&bytes),
+                    Duration::from_secs(10),
+                )
                 .await
                 .unwrap();
         }
         let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contract/read_canonical.py");
         let output = tokio::process::Command::new(python)
             .arg(script)
-            .args(["--bootstrap", &bootstrap, "--registry", &url, "--topics", &topic, "--expect", "5", "--timeout-s", "60"])
+            .args([
+                "--bootstrap",
+                &bootstrap,
+                "--registry",
+                &url,
+                "--topics",
+                &topic,
+                "--expect",
+                "5",
+                "--timeout-s",
+                "60",
+            ])
             .output()
             .await
             .unwrap();
         delete_topics(&bootstrap, &[&topic, &schemas_topic]).await;
         let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success(), "stdout: {stdout}\nstderr: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "stdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
         assert_eq!(report["read"], json!(5));
         assert_eq!(report["by_topic"][&topic], json!(5));

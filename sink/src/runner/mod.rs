@@ -105,6 +105,7 @@ impl SinkContext {
 
 impl ClientContext for SinkContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if std::env::var("HUB_DEBUG_KAFKA").is_ok() { eprintln!("{:?} [{}] {fac} {message}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 100000, self.group); }
         match level {
             RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
                 tracing::error!(target: "librdkafka", group = %self.group, fac, "{message}")
@@ -180,6 +181,7 @@ pub(crate) fn consumer(bootstrap: &str, group: &str, options: &RunnerOptions) ->
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
+        .set("debug", if std::env::var("HUB_DEBUG_KAFKA").is_ok() { "cgrp" } else { "" })
         .set("statistics.interval.ms", options.stats_interval.as_millis().to_string())
         .create_with_context(SinkContext::new(group))?;
     Ok(consumer)
