@@ -130,6 +130,7 @@ impl Node {
             }
             readiness.set("sink", true);
         }
+        register_error_counters(roles);
         readiness.register("control");
         readiness.set("control", true);
         info!(control = %control_addr, registry = %registry_url, namespace = %rt.namespace, "node started");
@@ -150,6 +151,22 @@ impl Node {
             }
         })
         .await;
+    }
+}
+
+/// Error counters exist at zero from the start, so a dashboard's rate() and an alert on them
+/// work before the first error rather than after it.
+fn register_error_counters(roles: &[Role]) {
+    use hub_topology::metrics as m;
+    for (role, stage) in [(Role::Ingest, "ingest"), (Role::Transform, "transform"), (Role::Sink, "sink")] {
+        if has(roles, role) {
+            metrics::counter!(m::BROKER_ERRORS_TOTAL, "stage" => stage).increment(0);
+        }
+    }
+    if has(roles, Role::Sink) {
+        for outcome in ["transient", "permanent"] {
+            metrics::counter!(m::SINK_ERRORS_TOTAL, "target" => "sql", "outcome" => outcome).increment(0);
+        }
     }
 }
 

@@ -56,10 +56,15 @@ impl From<sqlx::Error> for SinkError {
                 // 53xxx resources, 57P0x shutdown, 08xxx connection.
                 let retriable = matches!(code.as_str(), "5" | "6" | "517" | "261" | "262")
                     || ["40", "53", "57", "08"].iter().any(|p| code.starts_with(p));
-                (format!("database error code {code} (constraint {constraint})"), retriable)
+                (
+                    format!("database error code {code} (constraint {constraint})"),
+                    retriable,
+                )
             }
             sqlx::Error::Configuration(_) => (e.to_string(), false),
-            sqlx::Error::ColumnDecode { index, .. } => (format!("column {index} did not decode"), false),
+            sqlx::Error::ColumnDecode { index, .. } => {
+                (format!("column {index} did not decode"), false)
+            }
             sqlx::Error::Decode(_) => ("a value did not decode".to_string(), false),
             sqlx::Error::Encode(_) => ("a value did not encode".to_string(), false),
             sqlx::Error::Protocol(_) => ("protocol error".to_string(), true),

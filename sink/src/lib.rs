@@ -11,6 +11,12 @@
 //! names), hub-connectors (the webhook signature). Kafka stays in `runner`; the store, the
 //! sinks and the offset logic are plain code, testable without a broker.
 //! Must not know about: vendors' field mappings, ingest, the transform's conflict logic.
+//!
+//! Map: [`record`] (a canonical record as read from Kafka) → [`routes`] (which tenant's
+//! records go where) → [`store`] (the SQL store: tables, offsets, write ledger) and [`api`]
+//! (the `Sink` contract, the webhook sink, retries, one ledger-guarded delivery pass) →
+//! [`runner`] (the Kafka loops, rebalances, dead letters, commits). [`offsets`] holds the pure
+//! "applied already?" logic the SQL runner and its tests share.
 
 pub mod api;
 pub mod error;
@@ -21,10 +27,13 @@ pub mod runner;
 pub mod shutdown;
 pub mod store;
 
-pub use api::{Delivery, DeliveryOutcome, RetryPolicy, Sink, WebhookSink, WriteResult, deliver, write_with_retry};
+pub use api::{
+    Delivery, DeliveryOutcome, RetryPolicy, Sink, WebhookSink, WriteResult, deliver,
+    write_with_retry,
+};
 pub use error::{RecordError, SinkError};
 pub use offsets::{Admission, OffsetCache, Position, already_applied};
 pub use record::CanonicalRecord;
-pub use store::{Backend, BatchOutcome, LedgerEntry, SqlStore, UpsertOutcome};
 pub use routes::{ApiRoute, SqlRoutes, webhook_routes};
 pub use runner::{ApiSinkRunner, RunnerOptions, SqlSinkRunner, WebhookSinkRunner};
+pub use store::{Backend, BatchOutcome, LedgerEntry, SqlStore, UpsertOutcome};

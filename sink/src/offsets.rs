@@ -43,7 +43,8 @@ impl OffsetCache {
 
     /// Records the stored next offset of a partition, as read from the database.
     pub fn load(&mut self, topic: &str, partition: i32, stored_next_offset: Option<i64>) {
-        self.next.insert((topic.to_string(), partition), stored_next_offset);
+        self.next
+            .insert((topic.to_string(), partition), stored_next_offset);
     }
 
     /// Moves a loaded partition forward after a commit (never backwards).
@@ -72,7 +73,9 @@ impl OffsetCache {
 }
 
 /// The positions a batch reaches: per (topic, partition), the highest offset + 1.
-pub fn positions_after<'a>(messages: impl IntoIterator<Item = (&'a str, i32, i64)>) -> Vec<Position> {
+pub fn positions_after<'a>(
+    messages: impl IntoIterator<Item = (&'a str, i32, i64)>,
+) -> Vec<Position> {
     let mut max: HashMap<(&str, i32), i64> = HashMap::new();
     for (topic, partition, offset) in messages {
         let slot = max.entry((topic, partition)).or_insert(offset);
@@ -110,11 +113,18 @@ mod tests {
         cache.advance("t", 1, 3);
         assert_eq!(cache.admit("t", 1, 2), Admission::AlreadyApplied);
         cache.advance("t", 1, 1);
-        assert_eq!(cache.admit("t", 1, 2), Admission::AlreadyApplied, "never moves back");
+        assert_eq!(
+            cache.admit("t", 1, 2),
+            Admission::AlreadyApplied,
+            "never moves back"
+        );
         cache.revoke("t", 0);
         assert_eq!(cache.admit("t", 0, 5), Admission::Unknown);
         cache.advance("t", 0, 100);
-        assert!(!cache.is_loaded("t", 0), "advance does not load a revoked partition");
+        assert!(
+            !cache.is_loaded("t", 0),
+            "advance does not load a revoked partition"
+        );
     }
 
     #[test]
@@ -123,9 +133,21 @@ mod tests {
         assert_eq!(
             p,
             vec![
-                Position { topic: "a".into(), partition: 0, next_offset: 6 },
-                Position { topic: "a".into(), partition: 1, next_offset: 1 },
-                Position { topic: "b".into(), partition: 0, next_offset: 10 },
+                Position {
+                    topic: "a".into(),
+                    partition: 0,
+                    next_offset: 6
+                },
+                Position {
+                    topic: "a".into(),
+                    partition: 1,
+                    next_offset: 1
+                },
+                Position {
+                    topic: "b".into(),
+                    partition: 0,
+                    next_offset: 10
+                },
             ]
         );
     }

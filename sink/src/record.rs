@@ -41,8 +41,14 @@ pub fn tenant_of_key(key: &[u8]) -> Option<&str> {
 
 impl CanonicalRecord {
     /// Reads the envelope fields out of a decoded document.
-    pub fn from_json(topic: &str, partition: i32, offset: i64, doc: Json) -> Result<Self, RecordError> {
-        let entity = entity_of_topic(topic).ok_or_else(|| RecordError::NotCanonicalTopic(topic.to_string()))?;
+    pub fn from_json(
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        doc: Json,
+    ) -> Result<Self, RecordError> {
+        let entity = entity_of_topic(topic)
+            .ok_or_else(|| RecordError::NotCanonicalTopic(topic.to_string()))?;
         let obj = doc.as_object().ok_or(RecordError::NotAnObject)?;
         let text = |f: &'static str| {
             obj.get(f)
@@ -50,7 +56,11 @@ impl CanonicalRecord {
                 .map(str::to_string)
                 .ok_or(RecordError::MissingField(f))
         };
-        let int = |f: &'static str| obj.get(f).and_then(Json::as_i64).ok_or(RecordError::MissingField(f));
+        let int = |f: &'static str| {
+            obj.get(f)
+                .and_then(Json::as_i64)
+                .ok_or(RecordError::MissingField(f))
+        };
         Ok(CanonicalRecord {
             topic: topic.to_string(),
             partition,
@@ -162,7 +172,10 @@ mod tests {
         let r = CanonicalRecord::from_json("hub.canonical.customer", 2, 7, doc()).unwrap();
         assert_eq!(r.entity, Entity::Customer);
         assert_eq!((r.tenant.as_str(), r.key.as_str()), ("t1", "c-1"));
-        assert_eq!((r.source_updated_at, r.received_at, r.deleted), (1000, 2000, false));
+        assert_eq!(
+            (r.source_updated_at, r.received_at, r.deleted),
+            (1000, 2000, false)
+        );
         assert_eq!(
             CanonicalRecord::from_json("hub.raw.cdk", 0, 0, doc()).unwrap_err(),
             RecordError::NotCanonicalTopic("hub.raw.cdk".into())

@@ -22,7 +22,10 @@ impl SqlRoutes {
                     .into_iter()
                     .find(|t| matches!(t.kind, TargetKind::Sql))
                 {
-                    by_tenant.entry(tenant.id.clone()).or_default().insert(entity, t.id.clone());
+                    by_tenant
+                        .entry(tenant.id.clone())
+                        .or_default()
+                        .insert(entity, t.id.clone());
                 }
             }
         }
@@ -55,7 +58,11 @@ pub struct ApiRoute {
 pub fn webhook_routes(topology: &Topology) -> Vec<ApiRoute> {
     let mut out = Vec::new();
     for tenant in &topology.tenants {
-        for target in tenant.targets.iter().filter(|t| matches!(t.kind, TargetKind::Webhook { .. })) {
+        for target in tenant
+            .targets
+            .iter()
+            .filter(|t| matches!(t.kind, TargetKind::Webhook { .. }))
+        {
             let entities: Vec<Entity> = Entity::ALL
                 .into_iter()
                 .filter(|e| tenant.targets_for(*e).iter().any(|t| t.id == target.id))
@@ -101,14 +108,20 @@ mod tests {
         assert_eq!(r.target("acme", Entity::Deal), None);
         assert_eq!(r.target("beta", Entity::Deal), Some("db"));
         assert_eq!(r.target("nobody", Entity::Deal), None);
-        assert_eq!(r.entities(), vec![Entity::Customer, Entity::Vehicle, Entity::Deal]);
+        assert_eq!(
+            r.entities(),
+            vec![Entity::Customer, Entity::Vehicle, Entity::Deal]
+        );
     }
 
     #[test]
     fn webhook_routes_list_each_target_with_its_entities() {
         let w = webhook_routes(&topology());
         assert_eq!(w.len(), 1);
-        assert_eq!((w[0].tenant.as_str(), w[0].target.id.as_str()), ("acme", "crm-hook"));
+        assert_eq!(
+            (w[0].tenant.as_str(), w[0].target.id.as_str()),
+            ("acme", "crm-hook")
+        );
         assert_eq!(w[0].entities, vec![Entity::Customer]);
     }
 }

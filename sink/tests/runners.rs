@@ -24,6 +24,82 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{Value as Json, json};
 use tokio::sync::watch;
 
+/// A metrics recorder that remembers every metric registered, as `name{label=value,...}`.
+#[derive(Default)]
+struct Seen(Mutex<std::collections::BTreeSet<String>>);
+
+impl Seen {
+    fn note(&self, key: &metrics::Key) {
+        let mut labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        labels.sort();
+        self.0
+            .lock()
+            .unwrap()
+            .insert(format!("{}{{{}}}", key.name(), labels.join(",")));
+    }
+}
+
+impl metrics::Recorder for &'static Seen {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        self.note(key);
+        metrics::Counter::noop()
+    }
+    fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        self.note(key);
+        metrics::Gauge::noop()
+    }
+    fn register_histogram(
+        &self,
+        key: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        self.note(key);
+        metrics::Histogram::noop()
+    }
+}
+
+/// The metrics the runners emitted so far (in this test binary).
+fn seen_metrics() -> std::collections::BTreeSet<String> {
+    static SEEN: std::sync::OnceLock<&'static Seen> = std::sync::OnceLock::new();
+    let seen = SEEN.get_or_init(|| {
+        let seen: &'static Seen = Box::leak(Box::default());
+        metrics::set_global_recorder(seen).expect("one recorder per test binary");
+        seen
+    });
+    seen.0.lock().unwrap().clone()
+}
+
+fn assert_emitted(seen: &std::collections::BTreeSet<String>, expected: &str) {
+    assert!(
+        seen.contains(expected),
+        "{expected} not emitted; saw {seen:#?}"
+    );
+}
+
 struct Harness {
     _cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
     bootstrap: String,
@@ -32,8 +108,16 @@ struct Harness {
 }
 
 async fn harness() -> Harness {
+    seen_metrics();
+    // RUST_LOG=hub_sink=debug,librdkafka=debug shows the runners' (and librdkafka's) logs.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let cluster = MockCluster::new(1).unwrap();
-    cluster.create_topic(&Entity::Customer.canonical_topic(), 3, 1).unwrap();
+    cluster
+        .create_topic(&Entity::Customer.canonical_topic(), 3, 1)
+        .unwrap();
     cluster.create_topic(topics::DLQ_SINK, 1, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
 
@@ -60,7 +144,9 @@ impl Harness {
         let k = format!("{tenant}/{key}");
         self.producer
             .send(
-                FutureRecord::to(&Entity::Customer.canonical_topic()).key(&k).payload(&value),
+                FutureRecord::to(&Entity::Customer.canonical_topic())
+                    .key(&k)
+                    .payload(&value),
                 Duration::from_secs(10),
             )
             .await
@@ -69,7 +155,11 @@ impl Harness {
 
     async fn produce_customer(&self, tenant: &str, key: &str, version: i64) {
         let doc = common::customer_doc(tenant, key, version, Some("Ana"));
-        let bytes = self.codec.encode_canonical(Entity::Customer, &doc).await.unwrap();
+        let bytes = self
+            .codec
+            .encode_canonical(Entity::Customer, &doc)
+            .await
+            .unwrap();
         self.produce(tenant, key, bytes).await;
     }
 
@@ -88,7 +178,12 @@ impl Harness {
                 .await
                 .expect("dead letter arrives")
                 .unwrap();
-            out.push(self.codec.decode_dead_letter(m.payload().unwrap()).await.unwrap());
+            out.push(
+                self.codec
+                    .decode_dead_letter(m.payload().unwrap())
+                    .await
+                    .unwrap(),
+            );
         }
         out
     }
@@ -116,6 +211,11 @@ fn options() -> RunnerOptions {
             min_delay: Duration::from_millis(10),
             max_delay: Duration::from_millis(100),
         },
+        // The mock cluster waits out a departed member's session before a new one joins.
+        kafka_config: vec![
+            ("session.timeout.ms".into(), "6000".into()),
+            ("heartbeat.interval.ms".into(), "500".into()),
+        ],
         ..RunnerOptions::default()
     }
 }
@@ -127,7 +227,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -138,7 +241,8 @@ async fn sql_runner_writes_each_routed_record_once_and_resumes_from_stored_offse
     let db = common::sqlite().await;
     let store = db.store.clone();
     for i in 0..30 {
-        h.produce_customer("acme", &format!("c-{i}"), 1_000 + i).await;
+        h.produce_customer("acme", &format!("c-{i}"), 1_000 + i)
+            .await;
     }
     for i in 0..5 {
         h.produce_customer("other", &format!("o-{i}"), 1_000).await;
@@ -147,44 +251,107 @@ async fn sql_runner_writes_each_routed_record_once_and_resumes_from_stored_offse
 
     let group = common::unique("hub-sink-sql");
     let (stop, shutdown) = watch::channel(false);
-    let runner = SqlSinkRunner::new(h.bootstrap.clone(), h.codec.clone(), topology("http://127.0.0.1:9/x"), store.clone(), &group)
-        .with_options(options());
+    let runner = SqlSinkRunner::new(
+        h.bootstrap.clone(),
+        h.codec.clone(),
+        topology("http://127.0.0.1:9/x"),
+        store.clone(),
+        &group,
+    )
+    .with_options(options());
     let task = tokio::spawn(runner.run(shutdown));
-    let t0 = std::time::Instant::now();
-    wait_for("30 rows", || async { store.count_rows(Entity::Customer, "acme").await.unwrap() == 30 }).await;
-    eprintln!("30 rows after {:?}", t0.elapsed());
+    wait_for("30 rows", || async {
+        store.count_rows(Entity::Customer, "acme").await.unwrap() == 30
+    })
+    .await;
     let dl = h.dead_letters(1).await;
-    eprintln!("dl after {:?}", t0.elapsed());
-    assert_eq!((dl[0].stage.as_str(), dl[0].error_class.as_str()), ("sink", "decode"));
+    assert_eq!(
+        (dl[0].stage.as_str(), dl[0].error_class.as_str()),
+        ("sink", "decode")
+    );
     assert_eq!(dl[0].original_key.as_deref(), Some("acme/garbage"));
     assert_eq!(dl[0].original_value, b"not avro");
-    assert_eq!(store.count_rows(Entity::Customer, "other").await.unwrap(), 0, "not routed to SQL");
+    assert_eq!(
+        store.count_rows(Entity::Customer, "other").await.unwrap(),
+        0,
+        "not routed to SQL"
+    );
     stop.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 
     // A second run in the same group resumes: one new record, nothing applied twice.
     h.produce_customer("acme", "c-new", 5_000).await;
     let (stop, shutdown) = watch::channel(false);
-    let runner = SqlSinkRunner::new(h.bootstrap.clone(), h.codec.clone(), topology("http://127.0.0.1:9/x"), store.clone(), &group)
-        .with_options(options());
+    let runner = SqlSinkRunner::new(
+        h.bootstrap.clone(),
+        h.codec.clone(),
+        topology("http://127.0.0.1:9/x"),
+        store.clone(),
+        &group,
+    )
+    .with_options(options());
     let task = tokio::spawn(runner.run(shutdown));
-    eprintln!("stopped after {:?}", t0.elapsed());
-    wait_for("31 rows", || async { store.count_rows(Entity::Customer, "acme").await.unwrap() == 31 }).await;
+    wait_for("31 rows", || async {
+        store.count_rows(Entity::Customer, "acme").await.unwrap() == 31
+    })
+    .await;
     stop.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap().unwrap();
-    eprintln!("31 after {:?}", t0.elapsed());
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     for i in 0..30 {
-        let row = store.row(Entity::Customer, "acme", &format!("c-{i}")).await.unwrap().unwrap();
+        let row = store
+            .row(Entity::Customer, "acme", &format!("c-{i}"))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(row["hub_applied_count"], json!(1), "c-{i}");
     }
     let stored: i64 = {
         let mut sum = 0;
         for p in 0..3 {
-            sum += store.next_offsets(&group, "hub.canonical.customer", p).await.unwrap().unwrap_or(0);
+            sum += store
+                .next_offsets(&group, "hub.canonical.customer", p)
+                .await
+                .unwrap()
+                .unwrap_or(0);
         }
         sum
     };
-    assert_eq!(stored, 37, "offsets cover every consumed message, written or not");
+    assert_eq!(
+        stored, 37,
+        "offsets cover every consumed message, written or not"
+    );
+
+    let seen = seen_metrics();
+    for outcome in ["written", "dead_lettered"] {
+        assert_emitted(
+            &seen,
+            &format!(
+                "hub_sink_records_total{{entity=customer,outcome={outcome},target=warehouse,tenant=acme}}"
+            ),
+        );
+    }
+    assert_emitted(
+        &seen,
+        "hub_e2e_latency_seconds{entity=customer,target=warehouse}",
+    );
+    assert_emitted(
+        &seen,
+        "hub_pipeline_latency_seconds{entity=customer,target=warehouse}",
+    );
+    assert_emitted(
+        &seen,
+        &format!(
+            "hub_consumer_lag_messages{{consumer_group={group},stage=sink,topic=hub.canonical.customer}}"
+        ),
+    );
 }
 
 #[derive(Default)]
@@ -214,7 +381,9 @@ async fn webhook_runner_delivers_dead_letters_refusals_and_replays_nothing() {
     let state = Arc::new(Hook::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let app = Router::new().route("/hook", post(hook)).with_state(state.clone());
+    let app = Router::new()
+        .route("/hook", post(hook))
+        .with_state(state.clone());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let topo = topology(&url);
 
@@ -243,11 +412,18 @@ async fn webhook_runner_delivers_dead_letters_refusals_and_replays_nothing() {
     let accepted = || state.accepted.lock().unwrap().len();
     wait_for("11 accepted", || async { accepted() == 11 }).await;
     let dl = h.dead_letters(1).await;
-    assert_eq!((dl[0].error_class.as_str(), dl[0].tenant.as_deref()), ("permanent", Some("acme")));
+    assert_eq!(
+        (dl[0].error_class.as_str(), dl[0].tenant.as_deref()),
+        ("permanent", Some("acme"))
+    );
     assert!(dl[0].reason.starts_with("HTTP 422"), "{}", dl[0].reason);
     assert_eq!(dl[0].original_key.as_deref(), Some("acme/c-5"));
     stop.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 
     // Another group reads everything again: the ledger keeps the target from seeing any of it
     // twice (only the refused record is offered again, and refused again).
@@ -255,14 +431,40 @@ async fn webhook_runner_delivers_dead_letters_refusals_and_replays_nothing() {
     let dl = h.dead_letters(2).await;
     assert_eq!(dl[1].original_key.as_deref(), Some("acme/c-5"));
     stop.send(true).unwrap();
-    tokio::time::timeout(Duration::from_secs(30), task).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     let mut keys = state.accepted.lock().unwrap().clone();
     keys.sort();
     keys.dedup();
     assert_eq!(keys.len(), 11);
     assert_eq!(accepted(), 11, "nothing delivered twice");
     assert!(
-        db.store.ledger_entry("crm-hook", "acme", Entity::Customer, "c-0").await.unwrap().is_some()
+        db.store
+            .ledger_entry("crm-hook", "acme", Entity::Customer, "c-0")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let seen = seen_metrics();
+    for outcome in ["written", "dead_lettered", "skipped_replay"] {
+        assert_emitted(
+            &seen,
+            &format!(
+                "hub_sink_records_total{{entity=customer,outcome={outcome},target=crm-hook,tenant=acme}}"
+            ),
+        );
+    }
+    assert_emitted(
+        &seen,
+        "hub_sink_errors_total{outcome=permanent,target=crm-hook}",
+    );
+    assert_emitted(
+        &seen,
+        "hub_e2e_latency_seconds{entity=customer,target=crm-hook}",
     );
 }
 

@@ -15,7 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use common::{customers, unique};
 use hub_connectors::generic::signature::{SIGNATURE_HEADER, TIMESTAMP_HEADER, verify};
-use hub_sink::{DeliveryOutcome, RetryPolicy, Sink, WebhookSink, WriteResult, deliver, write_with_retry};
+use hub_sink::{
+    DeliveryOutcome, RetryPolicy, Sink, WebhookSink, WriteResult, deliver, write_with_retry,
+};
 use serde_json::Value as Json;
 use tokio::sync::watch;
 
@@ -54,17 +56,31 @@ fn keys_of(body: &[u8]) -> Vec<String> {
 }
 
 async fn handle(State(s): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -> Response {
-    s.seen.lock().unwrap().push((headers, body.clone(), Instant::now()));
+    s.seen
+        .lock()
+        .unwrap()
+        .push((headers, body.clone(), Instant::now()));
     let next = s.script.lock().unwrap().pop_front();
-    let reply = next.or_else(|| s.fallback.lock().unwrap().clone()).unwrap_or(Reply::Status(200));
+    let reply = next
+        .or_else(|| s.fallback.lock().unwrap().clone())
+        .unwrap_or(Reply::Status(200));
     let keys = keys_of(&body);
     let status = match reply {
         Reply::Status(code) => code,
         Reply::RateLimited(after) => {
-            return (StatusCode::TOO_MANY_REQUESTS, [("retry-after", after)], "slow down").into_response();
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", after)],
+                "slow down",
+            )
+                .into_response();
         }
         Reply::RefuseKey(bad) if keys.iter().any(|k| k == bad) => {
-            return (StatusCode::BAD_REQUEST, format!("record {bad}: field 'email' is invalid")).into_response();
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("record {bad}: field 'email' is invalid"),
+            )
+                .into_response();
         }
         Reply::RefuseKey(_) => 200,
     };
@@ -78,7 +94,9 @@ async fn serve(script: Vec<Reply>, fallback: Option<Reply>) -> (Arc<Server>, Str
     let state = Arc::new(Server::default());
     state.script.lock().unwrap().extend(script);
     *state.fallback.lock().unwrap() = fallback;
-    let app = Router::new().route("/hook", post(handle)).with_state(state.clone());
+    let app = Router::new()
+        .route("/hook", post(handle))
+        .with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -109,13 +127,40 @@ async fn batches_are_signed_and_verify_with_the_shared_secret() {
     assert_eq!(seen.len(), 2, "3 records in batches of 2");
     for (headers, body, _) in seen.iter() {
         let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        assert_eq!(verify(SECRET.as_bytes(), h(TIMESTAMP_HEADER), h(SIGNATURE_HEADER), body, now_secs(), 300), Ok(()));
-        assert!(verify(b"wrong", h(TIMESTAMP_HEADER), h(SIGNATURE_HEADER), body, now_secs(), 300).is_err());
+        assert_eq!(
+            verify(
+                SECRET.as_bytes(),
+                h(TIMESTAMP_HEADER),
+                h(SIGNATURE_HEADER),
+                body,
+                now_secs(),
+                300
+            ),
+            Ok(())
+        );
+        assert!(
+            verify(
+                b"wrong",
+                h(TIMESTAMP_HEADER),
+                h(SIGNATURE_HEADER),
+                body,
+                now_secs(),
+                300
+            )
+            .is_err()
+        );
         assert_eq!(h("content-type"), Some("application/json"));
     }
     let first: Json = serde_json::from_slice(&seen[0].1).unwrap();
     let r = &first["records"][0];
-    assert_eq!((r["tenant"].as_str(), r["entity"].as_str(), r["key"].as_str()), (Some("acme"), Some("customer"), Some("c-0")));
+    assert_eq!(
+        (
+            r["tenant"].as_str(),
+            r["entity"].as_str(),
+            r["key"].as_str()
+        ),
+        (Some("acme"), Some("customer"), Some("c-0"))
+    );
     assert_eq!(r["version"], 1_000);
     assert_eq!(r["record"]["email"], "ana@example.com");
 }
@@ -128,12 +173,24 @@ async fn rate_limited_batch_is_retried_after_retry_after_and_delivered_once() {
     let (_stop, mut shutdown) = watch::channel(false);
     let deliveries = write_with_retry(&sink, &batch, &fast_retries(), &mut shutdown).await;
 
-    assert!(deliveries.iter().all(|d| d.result.is_ok() && d.attempts == 2), "{deliveries:?}");
+    assert!(
+        deliveries
+            .iter()
+            .all(|d| d.result.is_ok() && d.attempts == 2),
+        "{deliveries:?}"
+    );
     let seen = server.seen.lock().unwrap();
     assert_eq!(seen.len(), 2);
     let waited = seen[1].2 - seen[0].2;
-    assert!(waited >= Duration::from_millis(990), "waited only {waited:?} despite Retry-After: 1");
-    assert_eq!(*server.accepted.lock().unwrap(), vec!["c-0", "c-1", "c-2"], "delivered once");
+    assert!(
+        waited >= Duration::from_millis(990),
+        "waited only {waited:?} despite Retry-After: 1"
+    );
+    assert_eq!(
+        *server.accepted.lock().unwrap(),
+        vec!["c-0", "c-1", "c-2"],
+        "delivered once"
+    );
 }
 
 #[tokio::test]
@@ -146,7 +203,9 @@ async fn one_refused_record_is_permanent_and_the_others_are_delivered() {
     assert_eq!(results[0], WriteResult::Ok);
     assert_eq!(results[2], WriteResult::Ok);
     match &results[1] {
-        WriteResult::Permanent { reason } => assert_eq!(reason, "HTTP 400: record c-1: field 'email' is invalid"),
+        WriteResult::Permanent { reason } => {
+            assert_eq!(reason, "HTTP 400: record c-1: field 'email' is invalid")
+        }
         other => panic!("expected a permanent failure, got {other:?}"),
     }
     // The batch, then each record alone.
@@ -171,9 +230,24 @@ async fn server_errors_and_refused_connections_are_transient() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let sink = WebhookSink::new("crm-hook", &format!("http://127.0.0.1:{port}/hook"), SECRET, 2).unwrap();
+    let sink = WebhookSink::new(
+        "crm-hook",
+        &format!("http://127.0.0.1:{port}/hook"),
+        SECRET,
+        2,
+    )
+    .unwrap();
     for r in sink.write(&batch).await {
-        assert!(matches!(r, WriteResult::Transient { retry_after: None, .. }), "{r:?}");
+        assert!(
+            matches!(
+                r,
+                WriteResult::Transient {
+                    retry_after: None,
+                    ..
+                }
+            ),
+            "{r:?}"
+        );
     }
 }
 
@@ -190,7 +264,10 @@ async fn shutdown_ends_the_wait_between_retries() {
     let started = Instant::now();
     let deliveries = write_with_retry(&sink, &batch, &RetryPolicy::default(), &mut shutdown).await;
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(matches!(deliveries[0].result, WriteResult::Transient { .. }));
+    assert!(matches!(
+        deliveries[0].result,
+        WriteResult::Transient { .. }
+    ));
 }
 
 #[tokio::test]
@@ -202,23 +279,52 @@ async fn replayed_batch_writes_nothing_new() {
     let batch = customers("acme", 4, 1_000, 0);
     let (_stop, mut shutdown) = watch::channel(false);
 
-    let first = deliver(&db.store, &sink, &batch, &fast_retries(), &mut shutdown).await.unwrap();
-    assert_eq!(&first[..3], &[DeliveryOutcome::Written, DeliveryOutcome::Written, DeliveryOutcome::Written]);
-    assert!(matches!(first[3], DeliveryOutcome::Refused { attempts: 1, .. }), "{:?}", first[3]);
+    let first = deliver(&db.store, &sink, &batch, &fast_retries(), &mut shutdown)
+        .await
+        .unwrap();
+    assert_eq!(
+        &first[..3],
+        &[
+            DeliveryOutcome::Written,
+            DeliveryOutcome::Written,
+            DeliveryOutcome::Written
+        ]
+    );
+    assert!(
+        matches!(first[3], DeliveryOutcome::Refused { attempts: 1, .. }),
+        "{:?}",
+        first[3]
+    );
     let requests = server.seen.lock().unwrap().len();
 
-    let replay = deliver(&db.store, &sink, &batch, &fast_retries(), &mut shutdown).await.unwrap();
+    let replay = deliver(&db.store, &sink, &batch, &fast_retries(), &mut shutdown)
+        .await
+        .unwrap();
     assert_eq!(&replay[..3], &[const { DeliveryOutcome::SkippedReplay }; 3]);
     // The refused record is not in the ledger: it is offered again (and refused again).
     assert!(matches!(replay[3], DeliveryOutcome::Refused { .. }));
-    assert_eq!(*server.accepted.lock().unwrap(), vec!["c-0", "c-1", "c-2"], "each accepted once");
-    assert_eq!(server.seen.lock().unwrap().len(), requests + 1, "only the refused record went again");
+    assert_eq!(
+        *server.accepted.lock().unwrap(),
+        vec!["c-0", "c-1", "c-2"],
+        "each accepted once"
+    );
+    assert_eq!(
+        server.seen.lock().unwrap().len(),
+        requests + 1,
+        "only the refused record went again"
+    );
 }
 
 #[test]
 fn a_webhook_target_needs_an_http_url() {
     assert!(WebhookSink::new("t", "ftp://example.com/x", SECRET, 10).is_err());
     assert!(WebhookSink::new("t", "not a url", SECRET, 10).is_err());
-    let debug = format!("{:?}", WebhookSink::new("t", "https://example.com/x", SECRET, 10).unwrap());
-    assert!(!debug.contains(SECRET), "the secret stays out of Debug output");
+    let debug = format!(
+        "{:?}",
+        WebhookSink::new("t", "https://example.com/x", SECRET, 10).unwrap()
+    );
+    assert!(
+        !debug.contains(SECRET),
+        "the secret stays out of Debug output"
+    );
 }

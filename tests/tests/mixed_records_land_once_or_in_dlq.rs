@@ -85,6 +85,13 @@ async fn valid_records_land_exactly_once_and_invalid_ones_in_the_dlq_with_reason
     }
     assert_eq!(dead.len(), 200);
 
+    // The metrics contract: every metric the hub promises is on /metrics of a node running
+    // every role, after traffic.
+    let text = reqwest::get(format!("{}/metrics", hub.control)).await?.text().await?;
+    for name in hub_topology::metrics::ALL {
+        assert!(text.contains(name), "{name} missing from /metrics");
+    }
+
     // Data teams' stock Confluent client reads the canonical topics through our registry.
     if let Ok(python) = std::env::var("HUB_CONTRACT_PYTHON") {
         let out = std::process::Command::new(python)

@@ -32,7 +32,9 @@ pub enum WriteResult {
         reason: String,
     },
     /// The target refused the record; trying again repeats the refusal. Goes to the DLQ.
-    Permanent { reason: String },
+    Permanent {
+        reason: String,
+    },
 }
 
 impl WriteResult {
@@ -145,7 +147,12 @@ pub async fn write_with_retry<S: Sink>(
             break;
         };
         let delay = delay.max(wait.unwrap_or_default());
-        tracing::debug!(target_id = sink.target_id(), records = still.len(), delay_ms = delay.as_millis() as u64, "transient failure; retrying");
+        tracing::debug!(
+            target_id = sink.target_id(),
+            records = still.len(),
+            delay_ms = delay.as_millis() as u64,
+            "transient failure; retrying"
+        );
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = stopped(shutdown) => break,

@@ -50,9 +50,17 @@ impl std::fmt::Debug for WebhookSink {
 
 impl WebhookSink {
     /// A sink posting at most `batch_size` records per request to `url`, signed with `secret`.
-    pub fn new(target_id: &str, url: &str, secret: &str, batch_size: usize) -> Result<Self, SinkError> {
-        let url = reqwest::Url::parse(url)
-            .map_err(|e| SinkError::Config(format!("target '{target_id}': the webhook URL is not valid: {e}")))?;
+    pub fn new(
+        target_id: &str,
+        url: &str,
+        secret: &str,
+        batch_size: usize,
+    ) -> Result<Self, SinkError> {
+        let url = reqwest::Url::parse(url).map_err(|e| {
+            SinkError::Config(format!(
+                "target '{target_id}': the webhook URL is not valid: {e}"
+            ))
+        })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(SinkError::Config(format!(
                 "target '{target_id}': the webhook URL must be http or https"
@@ -77,8 +85,15 @@ impl WebhookSink {
     /// The sink of a `webhook` target from the topology.
     pub fn from_target(target: &Target) -> Result<Self, SinkError> {
         match &target.kind {
-            TargetKind::Webhook { url, secret, batch_size } => Self::new(&target.id, url, secret, *batch_size),
-            _ => Err(SinkError::Config(format!("target '{}' is not a webhook target", target.id))),
+            TargetKind::Webhook {
+                url,
+                secret,
+                batch_size,
+            } => Self::new(&target.id, url, secret, *batch_size),
+            _ => Err(SinkError::Config(format!(
+                "target '{}' is not a webhook target",
+                target.id
+            ))),
         }
     }
 
@@ -180,7 +195,9 @@ pub fn parse_retry_after(value: &str, now_ms: i64) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    Some(Duration::from_millis((at.timestamp_millis() - now_ms).max(0) as u64))
+    Some(Duration::from_millis(
+        (at.timestamp_millis() - now_ms).max(0) as u64,
+    ))
 }
 
 impl Sink for WebhookSink {
@@ -220,15 +237,26 @@ mod tests {
     fn statuses_are_classified_once() {
         assert_eq!(classify(204, None, ""), WriteResult::Ok);
         for s in [408, 425, 429, 500, 502, 503, 504] {
-            assert!(matches!(classify(s, None, ""), WriteResult::Transient { .. }), "{s}");
+            assert!(
+                matches!(classify(s, None, ""), WriteResult::Transient { .. }),
+                "{s}"
+            );
         }
         let long = "x".repeat(2000);
         match classify(422, None, &long) {
             WriteResult::Permanent { reason } => assert_eq!(reason.len(), "HTTP 422: ".len() + 500),
             other => panic!("{other:?}"),
         }
-        assert_eq!(classify(404, None, ""), WriteResult::Permanent { reason: "HTTP 404".into() });
-        assert!(matches!(classify(301, None, ""), WriteResult::Permanent { .. }));
+        assert_eq!(
+            classify(404, None, ""),
+            WriteResult::Permanent {
+                reason: "HTTP 404".into()
+            }
+        );
+        assert!(matches!(
+            classify(301, None, ""),
+            WriteResult::Permanent { .. }
+        ));
     }
 
     #[test]
@@ -240,7 +268,10 @@ mod tests {
             parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", at - 3_000),
             Some(Duration::from_secs(3))
         );
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", at + 60_000), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", at + 60_000),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("soon", 0), None);
     }
 }

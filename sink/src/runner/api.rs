@@ -13,8 +13,8 @@ use rdkafka::producer::FutureProducer;
 use tokio::sync::watch;
 
 use super::{
-    Consumed, DeadLetterOut, OutcomeCounts, RunnerOptions, SinkConsumer, batch_backoff, collect, commit,
-    dead_letter, pause, record_latency,
+    Consumed, DeadLetterOut, OutcomeCounts, RunnerOptions, SinkConsumer, batch_backoff, collect,
+    commit, dead_letter, pause, record_latency,
 };
 use crate::api::{DeliveryOutcome, Sink, WebhookSink, deliver};
 use crate::error::{Result, SinkError};
@@ -68,7 +68,15 @@ impl ApiSinkRunner<WebhookSink> {
             })?;
         let sink = WebhookSink::from_target(&route.target)?;
         let group = group_id.unwrap_or_else(|| Self::default_group(tenant_id, target_id));
-        Ok(Self::with_sink(bootstrap, codec, store, tenant_id, route.entities, sink, group))
+        Ok(Self::with_sink(
+            bootstrap,
+            codec,
+            store,
+            tenant_id,
+            route.entities,
+            sink,
+            group,
+        ))
     }
 
     pub fn default_group(tenant_id: &str, target_id: &str) -> String {
@@ -76,7 +84,12 @@ impl ApiSinkRunner<WebhookSink> {
     }
 
     /// One runner per (tenant, webhook target) of the topology, with default groups.
-    pub fn all(bootstrap: &str, codec: Arc<Codec>, topology: Arc<Topology>, store: SqlStore) -> Result<Vec<Self>> {
+    pub fn all(
+        bootstrap: &str,
+        codec: Arc<Codec>,
+        topology: Arc<Topology>,
+        store: SqlStore,
+    ) -> Result<Vec<Self>> {
         webhook_routes(&topology)
             .iter()
             .map(|r| {
@@ -130,12 +143,25 @@ impl<S: Sink + 'static> ApiSinkRunner<S> {
     /// and committed — or, if the target is failing, leaves it uncommitted for redelivery.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
         let consumer = super::consumer(&self.bootstrap, &self.group_id, &self.options)?;
-        let producer = super::dlq_producer(&self.bootstrap)?;
+        let producer = super::dlq_producer(&self.bootstrap, &self.options)?;
         super::subscribe(&consumer, &self.entities)?;
         let target = self.sink.target_id().to_string();
         tracing::info!(tenant = %self.tenant, target = %target, entities = self.entities.len(), "API sink started");
-        while !is_stopped(&shutdown) {
-            let batch = collect(&consumer, &self.options, &mut shutdown).await;
+        let result = self.consume(&consumer, &producer, &mut shutdown).await;
+        super::close(consumer, producer).await;
+        tracing::info!(tenant = %self.tenant, target = %target, "API sink stopped");
+        result
+    }
+
+    async fn consume(
+        &self,
+        consumer: &SinkConsumer,
+        producer: &FutureProducer,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<()> {
+        let target = self.sink.target_id();
+        while !is_stopped(shutdown) {
+            let batch = collect(consumer, &self.options, shutdown).await;
             if batch.is_empty() {
                 continue;
             }
@@ -143,7 +169,7 @@ impl<S: Sink + 'static> ApiSinkRunner<S> {
             let mut delays = batch_backoff();
             loop {
                 match self
-                    .process(&consumer, &producer, &batch, &mut dead_lettered, &mut shutdown)
+                    .process(consumer, producer, &batch, &mut dead_lettered, shutdown)
                     .await
                 {
                     Ok(Flow::Done) => break,
@@ -156,18 +182,17 @@ impl<S: Sink + 'static> ApiSinkRunner<S> {
                             metrics::counter!(hub_topology::metrics::BROKER_ERRORS_TOTAL, "stage" => "sink").increment(1);
                         }
                         tracing::warn!(tenant = %self.tenant, target = %target, code = e.code(), error = %e, "batch failed; retrying");
-                        if !pause(delays.next().unwrap_or_default(), &mut shutdown).await {
+                        if !pause(delays.next().unwrap_or_default(), shutdown).await {
                             return Ok(());
                         }
                     }
                     Err(e) => {
-                        tracing::error!(tenant = %self.tenant, target = %target, code = e.code(), error = %e, "API sink stopped");
+                        tracing::error!(tenant = %self.tenant, target = %target, code = e.code(), error = %e, "batch failed for good");
                         return Err(e);
                     }
                 }
             }
         }
-        tracing::info!(tenant = %self.tenant, target = %target, "API sink stopped");
         Ok(())
     }
 
@@ -181,18 +206,26 @@ impl<S: Sink + 'static> ApiSinkRunner<S> {
     ) -> Result<Flow> {
         let target = self.sink.target_id();
         let generation = consumer.context().generation();
-        let messages: Vec<(usize, &Consumed)> =
-            batch.iter().enumerate().filter(|(_, m)| m.generation == generation).collect();
+        let messages: Vec<(usize, &Consumed)> = batch
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.generation == generation)
+            .collect();
         if messages.is_empty() {
             return Ok(Flow::Done);
         }
-        let positions = positions_after(messages.iter().map(|(_, m)| (m.topic.as_str(), m.partition, m.offset)));
+        let positions = positions_after(
+            messages
+                .iter()
+                .map(|(_, m)| (m.topic.as_str(), m.partition, m.offset)),
+        );
         let mut counts = OutcomeCounts::default();
 
         // Decode this tenant's records of the routed entities; the rest is not ours.
         let mut records: Vec<(CanonicalRecord, usize)> = Vec::new();
         for (i, m) in messages {
-            let Some(entity) = entity_of_topic(&m.topic).filter(|e| self.entities.contains(e)) else {
+            let Some(entity) = entity_of_topic(&m.topic).filter(|e| self.entities.contains(e))
+            else {
                 continue;
             };
             if m.key.as_deref().and_then(tenant_of_key) != Some(self.tenant.as_str()) {
@@ -200,8 +233,18 @@ impl<S: Sink + 'static> ApiSinkRunner<S> {
             }
             let failure = match m.value.as_deref() {
                 None => Some("the message has no value".to_string()),
-                Some(value) => match CanonicalRecord::decode(&self.codec, &m.topic, m.partition, m.offset, value).await {
-                    Ok(r) if r.tenant != self.tenant => Some("the record's tenant_id does not match its key".into()),
+                Some(value) => match CanonicalRecord::decode(
+                    &self.codec,
+                    &m.topic,
+                    m.partition,
+                    m.offset,
+                    value,
+                )
+                .await
+                {
+                    Ok(r) if r.tenant != self.tenant => {
+                        Some("the record's tenant_id does not match its key".into())
+                    }
                     Ok(r) => {
                         records.push((r, i));
                         None
@@ -210,13 +253,21 @@ impl<S: Sink + 'static> ApiSinkRunner<S> {
                     Err(e) => Some(e.to_string()),
                 },
             };
-            if let Some(reason) = failure {
-                if self
-                    .dead_letter_once(producer, batch, i, entity, "decode", reason, 1, dead_lettered)
+            if let Some(reason) = failure
+                && self
+                    .dead_letter_once(
+                        producer,
+                        batch,
+                        i,
+                        entity,
+                        "decode",
+                        reason,
+                        1,
+                        dead_lettered,
+                    )
                     .await?
-                {
-                    counts.add(&self.tenant, entity, target, "dead_lettered");
-                }
+            {
+                counts.add(&self.tenant, entity, target, "dead_lettered");
             }
         }
 
@@ -225,21 +276,45 @@ impl<S: Sink + 'static> ApiSinkRunner<S> {
         let mut flow = Flow::Done;
         let mut todo: Vec<usize> = (0..records.len()).collect();
         while !todo.is_empty() {
-            let batch_records: Vec<CanonicalRecord> = todo.iter().map(|j| records[*j].0.clone()).collect();
-            let outcomes = deliver(&self.store, &self.sink, &batch_records, &self.options.retry, shutdown).await?;
+            let batch_records: Vec<CanonicalRecord> =
+                todo.iter().map(|j| records[*j].0.clone()).collect();
+            let outcomes = deliver(
+                &self.store,
+                &self.sink,
+                &batch_records,
+                &self.options.retry,
+                shutdown,
+            )
+            .await?;
             let mut remaining = Vec::new();
             for (j, outcome) in todo.iter().copied().zip(outcomes) {
                 let (record, message) = (&records[j].0, records[j].1);
                 match outcome {
                     DeliveryOutcome::Written => {
-                        record_latency(record.entity, target, record.source_updated_at, record.received_at);
+                        record_latency(
+                            record.entity,
+                            target,
+                            record.source_updated_at,
+                            record.received_at,
+                        );
                         counts.add(&self.tenant, record.entity, target, "written");
                     }
-                    DeliveryOutcome::SkippedReplay => counts.add(&self.tenant, record.entity, target, "skipped_replay"),
+                    DeliveryOutcome::SkippedReplay => {
+                        counts.add(&self.tenant, record.entity, target, "skipped_replay")
+                    }
                     DeliveryOutcome::Refused { reason, attempts } => {
                         let attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
                         if self
-                            .dead_letter_once(producer, batch, message, record.entity, "permanent", reason, attempts, dead_lettered)
+                            .dead_letter_once(
+                                producer,
+                                batch,
+                                message,
+                                record.entity,
+                                "permanent",
+                                reason,
+                                attempts,
+                                dead_lettered,
+                            )
                             .await?
                         {
                             counts.add(&self.tenant, record.entity, target, "dead_lettered");

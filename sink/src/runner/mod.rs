@@ -8,8 +8,8 @@ mod api;
 mod sql;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hub_schemas::records::now_ms;
@@ -17,7 +17,9 @@ use hub_schemas::{Codec, DeadLetter, Entity, headers, topics};
 use hub_topology::metrics as m;
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -45,6 +47,9 @@ pub struct RunnerOptions {
     pub retry: RetryPolicy,
     /// How often librdkafka reports statistics (consumer lag). Default 5 s.
     pub stats_interval: Duration,
+    /// Extra librdkafka properties for the consumer and the dead-letter producer (TLS, SASL,
+    /// `debug`, timeouts), applied last.
+    pub kafka_config: Vec<(String, String)>,
 }
 
 impl Default for RunnerOptions {
@@ -54,6 +59,7 @@ impl Default for RunnerOptions {
             linger: Duration::from_millis(20),
             retry: RetryPolicy::default(),
             stats_interval: Duration::from_secs(5),
+            kafka_config: Vec::new(),
         }
     }
 }
@@ -73,7 +79,9 @@ pub(crate) struct Consumed {
 
 impl Consumed {
     pub fn key_text(&self) -> Option<String> {
-        self.key.as_deref().map(|k| String::from_utf8_lossy(k).into_owned())
+        self.key
+            .as_deref()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
     }
 }
 
@@ -105,12 +113,16 @@ impl SinkContext {
 
 impl ClientContext for SinkContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        if std::env::var("HUB_DEBUG_KAFKA").is_ok() { eprintln!("{:?} [{}] {fac} {message}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() % 100000, self.group); }
         match level {
-            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
                 tracing::error!(target: "librdkafka", group = %self.group, fac, "{message}")
             }
-            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", group = %self.group, fac, "{message}"),
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", group = %self.group, fac, "{message}")
+            }
             _ => tracing::debug!(target: "librdkafka", group = %self.group, fac, "{message}"),
         }
     }
@@ -172,8 +184,28 @@ impl ConsumerContext for SinkContext {
 
 pub(crate) type SinkConsumer = StreamConsumer<SinkContext>;
 
-pub(crate) fn consumer(bootstrap: &str, group: &str, options: &RunnerOptions) -> Result<SinkConsumer> {
-    let consumer: SinkConsumer = ClientConfig::new()
+/// Applies `RunnerOptions::kafka_config`; librdkafka's own log lines reach `tracing` at
+/// warning level, or debug when a `debug` property asks for them.
+fn with_overrides(mut config: ClientConfig, options: &RunnerOptions) -> ClientConfig {
+    for (k, v) in &options.kafka_config {
+        config.set(k, v);
+    }
+    let level = if config.get("debug").is_some() {
+        RDKafkaLogLevel::Debug
+    } else {
+        RDKafkaLogLevel::Warning
+    };
+    config.set_log_level(level);
+    config
+}
+
+pub(crate) fn consumer(
+    bootstrap: &str,
+    group: &str,
+    options: &RunnerOptions,
+) -> Result<SinkConsumer> {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .set("client.id", format!("hub-sink/{group}"))
@@ -181,20 +213,31 @@ pub(crate) fn consumer(bootstrap: &str, group: &str, options: &RunnerOptions) ->
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
-        .set("debug", if std::env::var("HUB_DEBUG_KAFKA").is_ok() { "cgrp" } else { "" })
-        .set("statistics.interval.ms", options.stats_interval.as_millis().to_string())
-        .create_with_context(SinkContext::new(group))?;
-    Ok(consumer)
+        .set(
+            "statistics.interval.ms",
+            options.stats_interval.as_millis().to_string(),
+        );
+    Ok(with_overrides(config, options).create_with_context(SinkContext::new(group))?)
 }
 
-pub(crate) fn dlq_producer(bootstrap: &str) -> Result<FutureProducer> {
-    Ok(ClientConfig::new()
+pub(crate) fn dlq_producer(bootstrap: &str, options: &RunnerOptions) -> Result<FutureProducer> {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         .set("client.id", "hub-sink/dlq")
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("message.timeout.ms", "60000")
-        .create()?)
+        .set("message.timeout.ms", "60000");
+    let mut config = with_overrides(config, options);
+    // Consumer-only properties would make the producer warn; drop the ones we know of.
+    for key in [
+        "session.timeout.ms",
+        "heartbeat.interval.ms",
+        "max.poll.interval.ms",
+    ] {
+        config.remove(key);
+    }
+    Ok(config.create()?)
 }
 
 /// Subscribes to the canonical topics of `entities`.
@@ -203,6 +246,18 @@ pub(crate) fn subscribe(consumer: &SinkConsumer, entities: &[Entity]) -> Result<
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     consumer.subscribe(&refs)?;
     Ok(())
+}
+
+/// Closes the clients off the async executor: closing a consumer leaves its group and blocks
+/// until librdkafka is done.
+pub(crate) async fn close(consumer: SinkConsumer, producer: FutureProducer) {
+    let closing = tokio::task::spawn_blocking(move || {
+        drop(consumer);
+        drop(producer);
+    });
+    if closing.await.is_err() {
+        tracing::warn!("closing the Kafka clients panicked");
+    }
 }
 
 /// Receives a batch: waits for a first message (or shutdown), then takes what arrives within
@@ -290,7 +345,11 @@ pub(crate) struct DeadLetterOut<'a> {
 
 /// Produces a dead letter and waits for the broker's acknowledgement: the offset past the
 /// message may only be committed once its dead letter is safe.
-pub(crate) async fn dead_letter(producer: &FutureProducer, codec: &Codec, out: DeadLetterOut<'_>) -> Result<()> {
+pub(crate) async fn dead_letter(
+    producer: &FutureProducer,
+    codec: &Codec,
+    out: DeadLetterOut<'_>,
+) -> Result<()> {
     let dl = DeadLetter {
         stage: "sink".into(),
         error_class: out.error_class.into(),
@@ -308,18 +367,32 @@ pub(crate) async fn dead_letter(producer: &FutureProducer, codec: &Codec, out: D
     let bytes = codec.encode_dead_letter(topics::DLQ_SINK, &dl).await?;
     let mut hdrs = OwnedHeaders::new();
     if let Some(t) = out.tenant {
-        hdrs = hdrs.insert(Header { key: headers::TENANT, value: Some(t) });
+        hdrs = hdrs.insert(Header {
+            key: headers::TENANT,
+            value: Some(t),
+        });
     }
     if let Some(e) = out.entity {
-        hdrs = hdrs.insert(Header { key: headers::ENTITY, value: Some(e.name()) });
+        hdrs = hdrs.insert(Header {
+            key: headers::ENTITY,
+            value: Some(e.name()),
+        });
     }
     let key = out.message.key.as_deref().unwrap_or_default();
-    let record = FutureRecord::to(topics::DLQ_SINK).payload(&bytes).key(key).headers(hdrs);
+    let record = FutureRecord::to(topics::DLQ_SINK)
+        .payload(&bytes)
+        .key(key)
+        .headers(hdrs);
     producer
         .send(record, Timeout::After(Duration::from_secs(60)))
         .await
         .map_err(|(e, _)| SinkError::Kafka(e))?;
-    tracing::info!(tenant = out.tenant.unwrap_or("-"), entity = out.entity.map_or("-", |e| e.name()), class = out.error_class, "record dead-lettered");
+    tracing::info!(
+        tenant = out.tenant.unwrap_or("-"),
+        entity = out.entity.map_or("-", |e| e.name()),
+        class = out.error_class,
+        "record dead-lettered"
+    );
     Ok(())
 }
 
@@ -352,7 +425,12 @@ impl OutcomeCounts {
 }
 
 /// Records end-to-end and pipeline latency of a record the target now holds.
-pub(crate) fn record_latency(entity: Entity, target: &str, source_updated_at: i64, received_at: i64) {
+pub(crate) fn record_latency(
+    entity: Entity,
+    target: &str,
+    source_updated_at: i64,
+    received_at: i64,
+) {
     let now = now_ms();
     let secs = |from: i64| ((now - from).max(0) as f64) / 1000.0;
     metrics::histogram!(m::E2E_LATENCY_SECONDS, "entity" => entity.name(), "target" => target.to_string())

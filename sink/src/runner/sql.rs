@@ -10,8 +10,8 @@ use rdkafka::producer::FutureProducer;
 use tokio::sync::watch;
 
 use super::{
-    Consumed, DeadLetterOut, OutcomeCounts, RunnerOptions, SinkConsumer, batch_backoff, collect, commit,
-    pause, record_latency,
+    Consumed, DeadLetterOut, OutcomeCounts, RunnerOptions, SinkConsumer, batch_backoff, collect,
+    commit, pause, record_latency,
 };
 use crate::error::{Result, SinkError};
 use crate::offsets::{Admission, Position, positions_after};
@@ -31,6 +31,14 @@ pub struct SqlSinkRunner {
     store: SqlStore,
     group_id: String,
     options: RunnerOptions,
+}
+
+/// A message that is not a canonical record of its topic: it goes to the DLQ as `decode`.
+struct Undecodable {
+    message: usize,
+    tenant: Option<String>,
+    entity: Option<Entity>,
+    reason: String,
 }
 
 /// One record to write, with where it came from in the batch.
@@ -76,39 +84,52 @@ impl SqlSinkRunner {
             return Ok(());
         }
         let consumer = super::consumer(&self.bootstrap, &self.group_id, &self.options)?;
-        let producer = super::dlq_producer(&self.bootstrap)?;
+        let producer = super::dlq_producer(&self.bootstrap, &self.options)?;
         super::subscribe(&consumer, &entities)?;
         tracing::info!(group = %self.group_id, entities = entities.len(), "SQL sink started");
-        while !is_stopped(&shutdown) {
-            let batch = collect(&consumer, &self.options, &mut shutdown).await;
+        let result = self.consume(&consumer, &producer, &mut shutdown).await;
+        super::close(consumer, producer).await;
+        tracing::info!(group = %self.group_id, "SQL sink stopped");
+        result
+    }
+
+    async fn consume(
+        &self,
+        consumer: &SinkConsumer,
+        producer: &FutureProducer,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<()> {
+        while !is_stopped(shutdown) {
+            let batch = collect(consumer, &self.options, shutdown).await;
             if batch.is_empty() {
                 continue;
             }
             let mut dead_lettered = HashSet::new();
             let mut delays = batch_backoff();
             loop {
-                match self.process(&consumer, &producer, &batch, &mut dead_lettered).await {
+                match self
+                    .process(consumer, producer, &batch, &mut dead_lettered)
+                    .await
+                {
                     Ok(()) => break,
                     Err(e) if e.is_retriable() => {
                         if matches!(e, SinkError::Kafka(_)) {
                             metrics::counter!(hub_topology::metrics::BROKER_ERRORS_TOTAL, "stage" => "sink").increment(1);
                         }
                         tracing::warn!(group = %self.group_id, code = e.code(), error = %e, "batch failed; retrying");
-                        let delay = delays.next().unwrap_or_default();
-                        if !pause(delay, &mut shutdown).await {
+                        if !pause(delays.next().unwrap_or_default(), shutdown).await {
                             // Not committed: redelivered to whoever runs next.
                             tracing::info!(group = %self.group_id, "stopping with a batch not written");
                             return Ok(());
                         }
                     }
                     Err(e) => {
-                        tracing::error!(group = %self.group_id, code = e.code(), error = %e, "SQL sink stopped");
+                        tracing::error!(group = %self.group_id, code = e.code(), error = %e, "batch failed for good");
                         return Err(e);
                     }
                 }
             }
         }
-        tracing::info!(group = %self.group_id, "SQL sink stopped");
         Ok(())
     }
 
@@ -121,22 +142,32 @@ impl SqlSinkRunner {
     ) -> Result<()> {
         let ctx = consumer.context();
         let generation = ctx.generation();
-        let messages: Vec<(usize, &Consumed)> =
-            batch.iter().enumerate().filter(|(_, m)| m.generation == generation).collect();
+        let messages: Vec<(usize, &Consumed)> = batch
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.generation == generation)
+            .collect();
         if messages.is_empty() {
             return Ok(());
         }
-        let positions = positions_after(messages.iter().map(|(_, m)| (m.topic.as_str(), m.partition, m.offset)));
+        let positions = positions_after(
+            messages
+                .iter()
+                .map(|(_, m)| (m.topic.as_str(), m.partition, m.offset)),
+        );
         for p in &positions {
             if !ctx.cache().is_loaded(&p.topic, p.partition) {
-                let stored = self.store.next_offsets(&self.group_id, &p.topic, p.partition).await?;
+                let stored = self
+                    .store
+                    .next_offsets(&self.group_id, &p.topic, p.partition)
+                    .await?;
                 ctx.cache().load(&p.topic, p.partition, stored);
             }
         }
 
         let mut counts = OutcomeCounts::default();
         let mut to_write: Vec<ToWrite> = Vec::new();
-        let mut failures: Vec<(usize, Option<String>, Option<Entity>, &'static str, String)> = Vec::new();
+        let mut failures: Vec<Undecodable> = Vec::new();
         for (i, m) in messages {
             let entity = entity_of_topic(&m.topic);
             let tenant = m.key.as_deref().and_then(tenant_of_key);
@@ -150,47 +181,85 @@ impl SqlSinkRunner {
                 continue;
             }
             let (Some(entity), Some(tenant)) = (entity, tenant) else {
-                failures.push((i, None, entity, "decode", "the record key is not <tenant>/<key>".into()));
+                failures.push(Undecodable {
+                    message: i,
+                    tenant: None,
+                    entity,
+                    reason: "the record key is not <tenant>/<key>".into(),
+                });
                 continue;
             };
             let Some(target) = self.routes.target(tenant, entity) else {
                 continue; // not routed to SQL by this tenant
             };
             let Some(value) = m.value.as_deref() else {
-                failures.push((i, Some(tenant.into()), Some(entity), "decode", "the message has no value".into()));
+                failures.push(Undecodable {
+                    message: i,
+                    tenant: Some(tenant.into()),
+                    entity: Some(entity),
+                    reason: "the message has no value".into(),
+                });
                 continue;
             };
-            match CanonicalRecord::decode(&self.codec, &m.topic, m.partition, m.offset, value).await {
-                Ok(record) if record.tenant != tenant => failures.push((
-                    i,
-                    Some(tenant.into()),
-                    Some(entity),
-                    "decode",
-                    "the record's tenant_id does not match its key".into(),
-                )),
+            match CanonicalRecord::decode(&self.codec, &m.topic, m.partition, m.offset, value).await
+            {
+                Ok(record) if record.tenant != tenant => failures.push(Undecodable {
+                    message: i,
+                    tenant: Some(tenant.into()),
+                    entity: Some(entity),
+                    reason: "the record's tenant_id does not match its key".into(),
+                }),
                 Ok(record) => to_write.push(ToWrite {
                     record,
                     target: target.to_string(),
                     message: i,
                 }),
                 Err(e) if e.is_retriable() => return Err(e),
-                Err(e) => failures.push((i, Some(tenant.into()), Some(entity), "decode", e.to_string())),
+                Err(e) => failures.push(Undecodable {
+                    message: i,
+                    tenant: Some(tenant.into()),
+                    entity: Some(entity),
+                    reason: e.to_string(),
+                }),
             }
         }
 
-        for (i, tenant, entity, class, reason) in failures {
+        for Undecodable {
+            message: i,
+            tenant,
+            entity,
+            reason,
+        } in failures
+        {
             if dead_lettered.contains(&i) {
                 continue;
             }
-            self.dead_letter(producer, &batch[i], tenant.as_deref(), entity, class, reason).await?;
+            self.dead_letter(
+                producer,
+                &batch[i],
+                tenant.as_deref(),
+                entity,
+                "decode",
+                reason,
+            )
+            .await?;
             dead_lettered.insert(i);
             if let (Some(t), Some(e)) = (tenant.as_deref(), entity) {
-                counts.add(t, e, self.routes.target(t, e).unwrap_or("-"), "dead_lettered");
+                counts.add(
+                    t,
+                    e,
+                    self.routes.target(t, e).unwrap_or("-"),
+                    "dead_lettered",
+                );
             }
         }
 
         let records: Vec<CanonicalRecord> = to_write.iter().map(|w| w.record.clone()).collect();
-        let outcomes = match self.store.write_batch_at(&self.group_id, &records, &positions).await {
+        let outcomes = match self
+            .store
+            .write_batch_at(&self.group_id, &records, &positions)
+            .await
+        {
             Ok(o) => o.outcomes.into_iter().map(Some).collect(),
             Err(e) if !e.is_retriable() => {
                 self.write_one_by_one(producer, batch, &to_write, &positions, dead_lettered)
@@ -255,15 +324,24 @@ impl SqlSinkRunner {
                 Err(e) => {
                     if !dead_lettered.contains(&w.message) {
                         let reason = format!("the SQL store refused the record: {e}");
-                        self.dead_letter(producer, &batch[w.message], Some(&w.record.tenant), Some(w.record.entity), "permanent", reason)
-                            .await?;
+                        self.dead_letter(
+                            producer,
+                            &batch[w.message],
+                            Some(&w.record.tenant),
+                            Some(w.record.entity),
+                            "permanent",
+                            reason,
+                        )
+                        .await?;
                         dead_lettered.insert(w.message);
                     }
                     out.push(None);
                 }
             }
         }
-        self.store.write_batch_at(&self.group_id, &[], positions).await?;
+        self.store
+            .write_batch_at(&self.group_id, &[], positions)
+            .await?;
         Ok(out)
     }
 

@@ -141,7 +141,12 @@ impl Pool {
     }
 
     /// Runs one read outside a transaction.
-    pub async fn fetch(&self, sql: impl Into<Sql>, args: Vec<Val>, out: &[Out]) -> Result<Vec<Vec<Val>>> {
+    pub async fn fetch(
+        &self,
+        sql: impl Into<Sql>,
+        args: Vec<Val>,
+        out: &[Out],
+    ) -> Result<Vec<Vec<Val>>> {
         let sql = sql.into();
         let mut rows_out = Vec::new();
         match self {
@@ -177,12 +182,23 @@ impl Tx {
     pub async fn execute(&mut self, sql: impl Into<Sql>, args: Vec<Val>) -> Result<u64> {
         let sql = sql.into();
         Ok(match self {
-            Tx::Sqlite(tx) => bind_all!(sql, args).execute(&mut **tx).await?.rows_affected(),
-            Tx::Postgres(tx) => bind_all!(sql, args).execute(&mut **tx).await?.rows_affected(),
+            Tx::Sqlite(tx) => bind_all!(sql, args)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+            Tx::Postgres(tx) => bind_all!(sql, args)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
         })
     }
 
-    pub async fn fetch(&mut self, sql: impl Into<Sql>, args: Vec<Val>, out: &[Out]) -> Result<Vec<Vec<Val>>> {
+    pub async fn fetch(
+        &mut self,
+        sql: impl Into<Sql>,
+        args: Vec<Val>,
+        out: &[Out],
+    ) -> Result<Vec<Vec<Val>>> {
         let sql = sql.into();
         let mut rows_out = Vec::new();
         match self {

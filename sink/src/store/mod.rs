@@ -148,7 +148,10 @@ impl SqlStore {
                 .busy_timeout(Duration::from_secs(10));
             // An in-memory database lives as long as its one connection does.
             let pool_options = if in_memory {
-                SqlitePoolOptions::new().max_connections(1).idle_timeout(None).max_lifetime(None)
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
             } else {
                 SqlitePoolOptions::new().max_connections(4)
             };
@@ -183,8 +186,15 @@ impl SqlStore {
 
     /// Every statement that creates the store's tables on `backend`, in order.
     pub fn ddl(backend: Backend) -> Vec<String> {
-        let mut out = vec![schema::CREATE_OFFSETS.to_string(), schema::CREATE_LEDGER.to_string()];
-        out.extend(Entity::ALL.iter().map(|e| TableDef::of(*e).create_sql(backend)));
+        let mut out = vec![
+            schema::CREATE_OFFSETS.to_string(),
+            schema::CREATE_LEDGER.to_string(),
+        ];
+        out.extend(
+            Entity::ALL
+                .iter()
+                .map(|e| TableDef::of(*e).create_sql(backend)),
+        );
         out
     }
 
@@ -213,17 +223,28 @@ impl SqlStore {
         for table in &self.inner.tables {
             tx.execute(table.create_sql(backend), vec![]).await?;
             let existing: HashSet<String> = tx
-                .fetch(list_columns, vec![Val::Text(Some(table.table.clone()))], &[Out::Text])
+                .fetch(
+                    list_columns,
+                    vec![Val::Text(Some(table.table.clone()))],
+                    &[Out::Text],
+                )
                 .await?
                 .into_iter()
                 .filter_map(|row| row[0].as_text().map(str::to_string))
                 .collect();
             for column in table.columns.iter().filter(|c| !existing.contains(&c.name)) {
-                tx.execute(table.add_column_sql(column, backend), vec![]).await?;
-            }
-            for (name, ty) in schema::HUB_COLUMNS.iter().filter(|(n, _)| !existing.contains(*n)) {
-                tx.execute(format!("ALTER TABLE {} ADD COLUMN {name} {ty}", table.table), vec![])
+                tx.execute(table.add_column_sql(column, backend), vec![])
                     .await?;
+            }
+            for (name, ty) in schema::HUB_COLUMNS
+                .iter()
+                .filter(|(n, _)| !existing.contains(*n))
+            {
+                tx.execute(
+                    format!("ALTER TABLE {} ADD COLUMN {name} {ty}", table.table),
+                    vec![],
+                )
+                .await?;
             }
         }
         tx.commit().await
@@ -246,9 +267,16 @@ impl SqlStore {
 
     /// Applies `records` for `consumer` in one transaction and moves its stored offsets to
     /// the highest offset + 1 per partition. See [`SqlStore::write_batch_at`].
-    pub async fn write_batch(&self, consumer: &str, records: &[CanonicalRecord]) -> Result<BatchOutcome> {
-        let positions =
-            crate::offsets::positions_after(records.iter().map(|r| (r.topic.as_str(), r.partition, r.offset)));
+    pub async fn write_batch(
+        &self,
+        consumer: &str,
+        records: &[CanonicalRecord],
+    ) -> Result<BatchOutcome> {
+        let positions = crate::offsets::positions_after(
+            records
+                .iter()
+                .map(|r| (r.topic.as_str(), r.partition, r.offset)),
+        );
         self.write_batch_at(consumer, records, &positions).await
     }
 
@@ -276,10 +304,12 @@ impl SqlStore {
         // 1. Lock and read the stored offsets of every partition the batch touches.
         let mut next: HashMap<(String, i32), i64> = HashMap::new();
         for p in positions {
-            next.entry((p.topic.clone(), p.partition)).or_insert(p.next_offset);
+            next.entry((p.topic.clone(), p.partition))
+                .or_insert(p.next_offset);
         }
         for r in records {
-            next.entry((r.topic.clone(), r.partition)).or_insert(r.offset + 1);
+            next.entry((r.topic.clone(), r.partition))
+                .or_insert(r.offset + 1);
         }
         let lock_sql: &'static str = match backend {
             // A no-op update both creates the row on first use and locks it (PostgreSQL's row
@@ -332,7 +362,13 @@ impl SqlStore {
         for entity in entities {
             let table = self.table(entity);
             let max_rows = self.rows_per_statement(entity);
-            for round in rounds(by_entity[&entity].iter().map(|i| (*i, &records[*i]))) {
+            for mut round in rounds(by_entity[&entity].iter().map(|i| (*i, &records[*i]))) {
+                // Keys are unique within a round, so ordering it changes nothing but the order
+                // PostgreSQL locks rows in: two writers touching the same keys cannot deadlock.
+                round.sort_by(|a, b| {
+                    (&records[*a].tenant, &records[*a].key)
+                        .cmp(&(&records[*b].tenant, &records[*b].key))
+                });
                 let mut start = 0;
                 for size in chunk_sizes(round.len(), max_rows) {
                     let chunk = &round[start..start + size];
@@ -357,7 +393,9 @@ impl SqlStore {
                         .fetch(self.upsert_sql(entity, size), args, &[Out::Text, Out::Text])
                         .await?
                         .into_iter()
-                        .filter_map(|row| Some((row[0].as_text()?.to_string(), row[1].as_text()?.to_string())))
+                        .filter_map(|row| {
+                            Some((row[0].as_text()?.to_string(), row[1].as_text()?.to_string()))
+                        })
                         .collect();
                     for &i in chunk {
                         let r = &records[i];
@@ -381,13 +419,22 @@ impl SqlStore {
             }
         };
         for ((topic, partition), mut target) in next {
-            for r in records.iter().filter(|r| r.topic == topic && r.partition == partition) {
+            for r in records
+                .iter()
+                .filter(|r| r.topic == topic && r.partition == partition)
+            {
                 target = target.max(r.offset + 1);
             }
-            for p in positions.iter().filter(|p| p.topic == topic && p.partition == partition) {
+            for p in positions
+                .iter()
+                .filter(|p| p.topic == topic && p.partition == partition)
+            {
                 target = target.max(p.next_offset);
             }
-            if stored.get(&(topic.clone(), partition)).is_some_and(|s| *s >= target) {
+            if stored
+                .get(&(topic.clone(), partition))
+                .is_some_and(|s| *s >= target)
+            {
                 continue;
             }
             let mut args = vec![
@@ -406,7 +453,12 @@ impl SqlStore {
     }
 
     /// The next offset `consumer` must apply on `topic`/`partition`, if it stored one.
-    pub async fn next_offsets(&self, consumer: &str, topic: &str, partition: i32) -> Result<Option<i64>> {
+    pub async fn next_offsets(
+        &self,
+        consumer: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<i64>> {
         let sql: &'static str = match self.backend() {
             Backend::Sqlite => {
                 "SELECT next_offset FROM hub_sink_offsets WHERE consumer = ? AND topic = ? AND kafka_partition = ?"
@@ -433,7 +485,12 @@ impl SqlStore {
 
     /// One row of an entity's table as JSON (nested fields parsed back), with the `hub_*`
     /// columns: what reconciliation and tests compare with what was produced.
-    pub async fn row(&self, entity: Entity, tenant: &str, key: &str) -> Result<Option<Map<String, Json>>> {
+    pub async fn row(
+        &self,
+        entity: Entity,
+        tenant: &str,
+        key: &str,
+    ) -> Result<Option<Map<String, Json>>> {
         let table = self.table(entity);
         let backend = self.backend();
         let mut sql = String::from("SELECT ");
@@ -447,7 +504,9 @@ impl SqlStore {
                 ColumnKind::Double => Out::F64,
             });
         }
-        sql.push_str("hub_applied_count, hub_written_at, hub_topic, hub_partition, hub_offset FROM ");
+        sql.push_str(
+            "hub_applied_count, hub_written_at, hub_topic, hub_partition, hub_offset FROM ",
+        );
         sql.push_str(&format!(
             "{} WHERE \"tenant_id\" = {} AND \"key\" = {}",
             table.table,
@@ -460,7 +519,10 @@ impl SqlStore {
             .pool
             .fetch(
                 sql,
-                vec![Val::Text(Some(tenant.to_string())), Val::Text(Some(key.to_string()))],
+                vec![
+                    Val::Text(Some(tenant.to_string())),
+                    Val::Text(Some(key.to_string())),
+                ],
                 &out,
             )
             .await?;
@@ -471,16 +533,24 @@ impl SqlStore {
             .columns
             .iter()
             .map(|c| (c.name.as_str(), c.kind))
-            .chain(schema::HUB_COLUMNS.iter().map(|(n, _)| (*n, ColumnKind::BigInt)));
+            .chain(
+                schema::HUB_COLUMNS
+                    .iter()
+                    .map(|(n, _)| (*n, ColumnKind::BigInt)),
+            );
         let mut obj = Map::new();
         for ((name, kind), v) in names.zip(row) {
             let json = match (kind, v) {
-                (ColumnKind::Json, Val::Text(Some(s))) => serde_json::from_str(&s).unwrap_or(Json::String(s)),
+                (ColumnKind::Json, Val::Text(Some(s))) => {
+                    serde_json::from_str(&s).unwrap_or(Json::String(s))
+                }
                 (_, Val::Text(x)) => x.map_or(Json::Null, Json::String),
                 (_, Val::I64(x)) => x.map_or(Json::Null, Json::from),
                 (_, Val::I32(x)) => x.map_or(Json::Null, Json::from),
                 (_, Val::Bool(x)) => x.map_or(Json::Null, Json::Bool),
-                (_, Val::F64(x)) => x.and_then(serde_json::Number::from_f64).map_or(Json::Null, Json::Number),
+                (_, Val::F64(x)) => x
+                    .and_then(serde_json::Number::from_f64)
+                    .map_or(Json::Null, Json::Number),
             };
             obj.insert(name.to_string(), json);
         }
@@ -505,7 +575,11 @@ impl SqlStore {
     /// Which records still need sending to `target` (in input order): a record is skipped when
     /// the ledger holds the same content or a newer version for its key — a replay sends
     /// nothing new. Within the batch, a record identical to one before it is skipped too.
-    pub async fn ledger_pending(&self, target: &str, records: &[CanonicalRecord]) -> Result<Vec<bool>> {
+    pub async fn ledger_pending(
+        &self,
+        target: &str,
+        records: &[CanonicalRecord],
+    ) -> Result<Vec<bool>> {
         let backend = self.backend();
         let mut known: HashMap<(String, Entity, String), (i64, String)> = HashMap::new();
         let mut groups: HashMap<(&str, Entity), Vec<&str>> = HashMap::new();
@@ -543,8 +617,13 @@ impl SqlStore {
                     .fetch(sql, args, &[Out::Text, Out::I64, Out::Text])
                     .await?
                 {
-                    if let (Some(k), Some(v), Some(h)) = (row[0].as_text(), row[1].as_i64(), row[2].as_text()) {
-                        known.insert((tenant.to_string(), entity, k.to_string()), (v, h.to_string()));
+                    if let (Some(k), Some(v), Some(h)) =
+                        (row[0].as_text(), row[1].as_i64(), row[2].as_text())
+                    {
+                        known.insert(
+                            (tenant.to_string(), entity, k.to_string()),
+                            (v, h.to_string()),
+                        );
                     }
                 }
             }
@@ -572,7 +651,9 @@ impl SqlStore {
         // The last record per key with the highest version wins; one row per key per statement.
         let mut latest: HashMap<(&str, Entity, &str), &CanonicalRecord> = HashMap::new();
         for r in records {
-            let slot = latest.entry((r.tenant.as_str(), r.entity, r.key.as_str())).or_insert(r);
+            let slot = latest
+                .entry((r.tenant.as_str(), r.entity, r.key.as_str()))
+                .or_insert(r);
             if r.source_updated_at >= slot.source_updated_at {
                 *slot = r;
             }

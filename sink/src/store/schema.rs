@@ -64,7 +64,11 @@ fn kind_of(schema: &Schema) -> ColumnKind {
         Schema::Boolean => ColumnKind::Boolean,
         Schema::Float | Schema::Double => ColumnKind::Double,
         Schema::Union(u) => {
-            let non_null: Vec<&Schema> = u.variants().iter().filter(|s| !matches!(s, Schema::Null)).collect();
+            let non_null: Vec<&Schema> = u
+                .variants()
+                .iter()
+                .filter(|s| !matches!(s, Schema::Null))
+                .collect();
             match non_null.as_slice() {
                 [one] => kind_of(one),
                 _ => ColumnKind::Json,
@@ -111,7 +115,9 @@ pub const HUB_PARAMS_PER_ROW: usize = 4;
 
 fn is_plain_identifier(s: &str) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
         && s.len() <= 63
 }
@@ -133,7 +139,11 @@ impl TableDef {
             .fields
             .iter()
             .map(|f| {
-                assert!(is_plain_identifier(&f.name), "field name {:?} of {entity}", f.name);
+                assert!(
+                    is_plain_identifier(&f.name),
+                    "field name {:?} of {entity}",
+                    f.name
+                );
                 Column {
                     name: f.name.clone(),
                     kind: kind_of(&f.schema),
@@ -141,7 +151,11 @@ impl TableDef {
             })
             .collect();
         for (i, name) in ENVELOPE.iter().enumerate() {
-            assert_eq!(columns.get(i).map(|c| c.name.as_str()), Some(*name), "{entity} envelope");
+            assert_eq!(
+                columns.get(i).map(|c| c.name.as_str()),
+                Some(*name),
+                "{entity} envelope"
+            );
         }
         TableDef {
             entity,
@@ -154,8 +168,16 @@ impl TableDef {
     pub fn create_sql(&self, backend: Backend) -> String {
         let mut sql = format!("CREATE TABLE IF NOT EXISTS {} (\n", self.table);
         for c in &self.columns {
-            let not_null = if c.name == "tenant_id" || c.name == "key" { " NOT NULL" } else { "" };
-            sql.push_str(&format!("  \"{}\" {}{not_null},\n", c.name, c.kind.sql_type(backend)));
+            let not_null = if c.name == "tenant_id" || c.name == "key" {
+                " NOT NULL"
+            } else {
+                ""
+            };
+            sql.push_str(&format!(
+                "  \"{}\" {}{not_null},\n",
+                c.name,
+                c.kind.sql_type(backend)
+            ));
         }
         for (name, ty) in HUB_COLUMNS {
             sql.push_str(&format!("  {name} {ty},\n"));
@@ -187,7 +209,9 @@ impl TableDef {
         for c in &self.columns {
             sql.push_str(&format!("\"{}\", ", c.name));
         }
-        sql.push_str("hub_applied_count, hub_written_at, hub_topic, hub_partition, hub_offset) VALUES ");
+        sql.push_str(
+            "hub_applied_count, hub_written_at, hub_topic, hub_partition, hub_offset) VALUES ",
+        );
         let mut n = 0usize;
         let mut next = || {
             n += 1;
@@ -202,7 +226,7 @@ impl TableDef {
                 sql.push_str(&next());
                 sql.push_str(", ");
             }
-            sql.push_str("1");
+            sql.push('1');
             for _ in 0..HUB_PARAMS_PER_ROW {
                 sql.push_str(", ");
                 sql.push_str(&next());
@@ -210,7 +234,11 @@ impl TableDef {
             sql.push(')');
         }
         sql.push_str(" ON CONFLICT (\"tenant_id\", \"key\") DO UPDATE SET ");
-        for c in self.columns.iter().filter(|c| c.name != "tenant_id" && c.name != "key") {
+        for c in self
+            .columns
+            .iter()
+            .filter(|c| c.name != "tenant_id" && c.name != "key")
+        {
             let n = &c.name;
             if ENVELOPE.contains(&n.as_str()) {
                 sql.push_str(&format!("\"{n}\" = excluded.\"{n}\", "));
@@ -270,7 +298,10 @@ mod tests {
         assert_eq!(kind("date_of_birth"), ColumnKind::BigInt);
         assert_eq!(kind("email"), ColumnKind::Text);
         let ro = TableDef::of(Entity::RepairOrder);
-        assert_eq!(ro.columns.iter().find(|x| x.name == "lines").unwrap().kind, ColumnKind::Json);
+        assert_eq!(
+            ro.columns.iter().find(|x| x.name == "lines").unwrap().kind,
+            ColumnKind::Json
+        );
     }
 
     #[test]
@@ -281,6 +312,8 @@ mod tests {
         assert!(pg.contains(&last) && !pg.contains(&format!("${}", 2 * t.params_per_row() + 1)));
         let lite = t.upsert_sql(Backend::Sqlite, 2);
         assert_eq!(lite.matches('?').count(), 2 * t.params_per_row());
-        assert!(pg.contains("WHERE canonical_part.\"source_updated_at\" <= excluded.\"source_updated_at\""));
+        assert!(pg.contains(
+            "WHERE canonical_part.\"source_updated_at\" <= excluded.\"source_updated_at\""
+        ));
     }
 }
