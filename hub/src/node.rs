@@ -9,7 +9,7 @@ use anyhow::Context;
 use hub_control::observability::{self, Readiness};
 use hub_schemas::Codec;
 use hub_schemas::registry::SchemaRegistry;
-use hub_topology::{TargetKind, Topology};
+use hub_topology::Topology;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -96,37 +96,25 @@ impl Node {
             readiness.register("sink");
             let store = hub_sink::SqlStore::connect(&rt.sql_url).await.context("opening the SQL sink database")?;
             let sql = hub_sink::SqlSinkRunner::new(
-                &rt.kafka_bootstrap,
+                rt.kafka_bootstrap.clone(),
                 codec.clone(),
                 topology.clone(),
                 store.clone(),
-                &topology.topic_names().group("sink-sql"),
-            )?;
+                topology.topic_names().group("sink-sql"),
+            );
             let rx = shutdown_rx.clone();
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = sql.run(rx).await {
                     warn!(error = %e, "SQL sink stopped");
                 }
             }));
-            for tenant in &topology.tenants {
-                for target in &tenant.targets {
-                    if let TargetKind::Webhook { .. } = target.kind {
-                        let runner = hub_sink::WebhookSinkRunner::new(
-                            &rt.kafka_bootstrap,
-                            codec.clone(),
-                            topology.clone(),
-                            store.clone(),
-                            &tenant.id,
-                            &target.id,
-                        )?;
-                        let rx = shutdown_rx.clone();
-                        tasks.push(tokio::spawn(async move {
-                            if let Err(e) = runner.run(rx).await {
-                                warn!(error = %e, "webhook sink stopped");
-                            }
-                        }));
+            for runner in hub_sink::WebhookSinkRunner::all(&rt.kafka_bootstrap, codec.clone(), topology.clone(), store.clone())? {
+                let rx = shutdown_rx.clone();
+                tasks.push(tokio::spawn(async move {
+                    if let Err(e) = runner.run(rx).await {
+                        warn!(error = %e, "webhook sink stopped");
                     }
-                }
+                }));
             }
             readiness.set("sink", true);
         }

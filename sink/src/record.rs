@@ -1,7 +1,7 @@
 //! A canonical record as the sink sees it: where it came from in Kafka, whose it is, and the
 //! decoded document.
 
-use hub_schemas::{Codec, Entity, topics};
+use hub_schemas::{Codec, Entity};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
@@ -28,9 +28,9 @@ pub struct CanonicalRecord {
     pub deleted: bool,
 }
 
-/// The entity a canonical topic carries, if `topic` is one.
+/// The entity a canonical topic (`<namespace>.canonical.<entity>`) carries, if `topic` is one.
 pub fn entity_of_topic(topic: &str) -> Option<Entity> {
-    topic.strip_prefix(topics::CANONICAL_PREFIX)?.parse().ok()
+    topic.split_once(".canonical.")?.1.parse().ok()
 }
 
 /// The tenant part of a record key `<tenant>/<key>`, if the key has one.

@@ -16,7 +16,7 @@ async fn sigkilled_transform_restarts_without_loss_or_duplicates() -> anyhow::Re
     let pool = sqlx::PgPool::connect(&s.services.pg_url).await?;
 
     let mut accepted = HashMap::new();
-    let mut send = |from: u64, to: u64| {
+    let send = |from: u64, to: u64| {
         let (client, base, tenant) = (client.clone(), edge.ingest.clone(), s.tenant.clone());
         async move {
             let mut ids = Vec::new();

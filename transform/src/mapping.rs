@@ -94,6 +94,10 @@ pub fn map_payload(mapping: &EntityMapping, raw: &RawChange, payload: &Value) ->
     }
     let key = identity::key_for(entity, &raw.tenant, &raw.connector, raw.external_id.as_deref(), &Value::Object(fields.clone()));
     let Some(key) = key else {
+        // A key that cannot be derived because its field already failed is not news.
+        if !errors.is_empty() {
+            return Err(validation(errors));
+        }
         errors.push(FieldError::new(
             "key",
             "no_identity",

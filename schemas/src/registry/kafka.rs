@@ -82,7 +82,7 @@ impl KafkaLogConfig {
 
 /// The consumer and where it stands.
 struct Reader {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<QuietEof>,
     /// The next offset the consumer will return, when it is assigned.
     position: Option<i64>,
 }
@@ -100,6 +100,22 @@ fn storage(context: &str, e: impl std::fmt::Display) -> RegistryError {
     RegistryError::Storage(format!("{context}: {e}"))
 }
 
+/// The reader asks for end-of-partition events to know it has caught up; librdkafka also
+/// reports each one through the error callback, which would log an ERROR per read.
+struct QuietEof;
+
+impl rdkafka::ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let eof = matches!(error, KafkaError::PartitionEOF(_))
+            || matches!(error, KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF));
+        if !eof {
+            tracing::error!(%error, reason, "schema log consumer error");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for QuietEof {}
+
 impl KafkaLog {
     /// Connect, create the topic if asked and missing, and check that it is compacted.
     pub async fn open(config: KafkaLogConfig) -> Result<Self, RegistryError> {
@@ -114,7 +130,7 @@ impl KafkaLog {
             .set("message.timeout.ms", config.timeout.as_millis().to_string())
             .create()
             .map_err(|e| storage("creating the schema log producer", e))?;
-        let consumer: BaseConsumer = config
+        let consumer: BaseConsumer<QuietEof> = config
             .client()
             // librdkafka refuses `assign` without a group id ("Unknown group"), although this
             // consumer never joins the group nor commits: offsets live in the registry's state.
@@ -124,7 +140,7 @@ impl KafkaLog {
             .set("enable.partition.eof", "true")
             .set("auto.offset.reset", "earliest")
             .set("isolation.level", "read_committed")
-            .create()
+            .create_with_context(QuietEof)
             .map_err(|e| storage("creating the schema log consumer", e))?;
         Ok(KafkaLog {
             config,

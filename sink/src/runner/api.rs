@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use hub_schemas::{Codec, Entity};
+use hub_schemas::Topics;
 use hub_topology::Topology;
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::FutureProducer;
@@ -34,6 +35,8 @@ pub struct ApiSinkRunner<S: Sink> {
     entities: Vec<Entity>,
     sink: S,
     group_id: String,
+    /// The topic namespace (canonical topics in, `<ns>.dlq.sink` out).
+    names: Topics,
     options: RunnerOptions,
 }
 
@@ -67,7 +70,8 @@ impl ApiSinkRunner<WebhookSink> {
                 ))
             })?;
         let sink = WebhookSink::from_target(&route.target)?;
-        let group = group_id.unwrap_or_else(|| Self::default_group(tenant_id, target_id));
+        let names = topology.topic_names();
+        let group = group_id.unwrap_or_else(|| Self::default_group(&names, tenant_id, target_id));
         Ok(Self::with_sink(
             bootstrap,
             codec,
@@ -76,11 +80,13 @@ impl ApiSinkRunner<WebhookSink> {
             route.entities,
             sink,
             group,
-        ))
+        )
+        .in_namespace(names))
     }
 
-    pub fn default_group(tenant_id: &str, target_id: &str) -> String {
-        format!("hub-sink-webhook-{tenant_id}-{target_id}")
+    /// `<ns>-sink-webhook-<tenant>-<target>`.
+    pub fn default_group(names: &Topics, tenant_id: &str, target_id: &str) -> String {
+        names.group(&format!("sink-webhook-{tenant_id}-{target_id}"))
     }
 
     /// One runner per (tenant, webhook target) of the topology, with default groups.
@@ -126,8 +132,15 @@ impl<S: Sink + 'static> ApiSinkRunner<S> {
             entities,
             sink,
             group_id,
+            names: Topics::default(),
             options: RunnerOptions::default(),
         }
+    }
+
+    /// Reads and dead-letters in the topic namespace `names` (default `hub`).
+    pub fn in_namespace(mut self, names: Topics) -> Self {
+        self.names = names;
+        self
     }
 
     pub fn with_options(mut self, options: RunnerOptions) -> Self {
@@ -144,7 +157,7 @@ impl<S: Sink + 'static> ApiSinkRunner<S> {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
         let consumer = super::consumer(&self.bootstrap, &self.group_id, &self.options)?;
         let producer = super::dlq_producer(&self.bootstrap, &self.options)?;
-        super::subscribe(&consumer, &self.entities)?;
+        super::subscribe(&consumer, &self.names, &self.entities)?;
         let target = self.sink.target_id().to_string();
         tracing::info!(tenant = %self.tenant, target = %target, entities = self.entities.len(), "API sink started");
         let result = self.consume(&consumer, &producer, &mut shutdown).await;
@@ -359,6 +372,7 @@ impl<S: Sink + 'static> ApiSinkRunner<S> {
         dead_letter(
             producer,
             &self.codec,
+            &self.names,
             DeadLetterOut {
                 message: &batch[message],
                 tenant: Some(&self.tenant),

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hub_schemas::records::now_ms;
-use hub_schemas::{Codec, DeadLetter, Entity, headers, topics};
+use hub_schemas::{Codec, DeadLetter, Entity, Topics, headers};
 use hub_topology::metrics as m;
 use rdkafka::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -241,8 +241,8 @@ pub(crate) fn dlq_producer(bootstrap: &str, options: &RunnerOptions) -> Result<F
 }
 
 /// Subscribes to the canonical topics of `entities`.
-pub(crate) fn subscribe(consumer: &SinkConsumer, entities: &[Entity]) -> Result<()> {
-    let names: Vec<String> = entities.iter().map(|e| e.canonical_topic()).collect();
+pub(crate) fn subscribe(consumer: &SinkConsumer, topics: &Topics, entities: &[Entity]) -> Result<()> {
+    let names: Vec<String> = entities.iter().map(|e| topics.canonical(*e)).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     consumer.subscribe(&refs)?;
     Ok(())
@@ -348,8 +348,10 @@ pub(crate) struct DeadLetterOut<'a> {
 pub(crate) async fn dead_letter(
     producer: &FutureProducer,
     codec: &Codec,
+    names: &Topics,
     out: DeadLetterOut<'_>,
 ) -> Result<()> {
+    let dlq = names.dlq_sink();
     let dl = DeadLetter {
         stage: "sink".into(),
         error_class: out.error_class.into(),
@@ -364,7 +366,7 @@ pub(crate) async fn dead_letter(
         original_value: out.message.value.clone().unwrap_or_default(),
         failed_at: now_ms(),
     };
-    let bytes = codec.encode_dead_letter(topics::DLQ_SINK, &dl).await?;
+    let bytes = codec.encode_dead_letter(&dlq, &dl).await?;
     let mut hdrs = OwnedHeaders::new();
     if let Some(t) = out.tenant {
         hdrs = hdrs.insert(Header {
@@ -379,7 +381,7 @@ pub(crate) async fn dead_letter(
         });
     }
     let key = out.message.key.as_deref().unwrap_or_default();
-    let record = FutureRecord::to(topics::DLQ_SINK)
+    let record = FutureRecord::to(&dlq)
         .payload(&bytes)
         .key(key)
         .headers(hdrs);

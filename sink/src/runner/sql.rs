@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use hub_schemas::{Codec, Entity};
+use hub_schemas::Topics;
 use hub_topology::Topology;
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::FutureProducer;
@@ -30,6 +31,8 @@ pub struct SqlSinkRunner {
     routes: SqlRoutes,
     store: SqlStore,
     group_id: String,
+    /// The topic namespace (canonical topics in, `<ns>.dlq.sink` out).
+    names: Topics,
     options: RunnerOptions,
 }
 
@@ -65,6 +68,7 @@ impl SqlSinkRunner {
             routes: SqlRoutes::from_topology(&topology),
             store,
             group_id: group_id.into(),
+            names: topology.topic_names(),
             options: RunnerOptions::default(),
         }
     }
@@ -85,7 +89,7 @@ impl SqlSinkRunner {
         }
         let consumer = super::consumer(&self.bootstrap, &self.group_id, &self.options)?;
         let producer = super::dlq_producer(&self.bootstrap, &self.options)?;
-        super::subscribe(&consumer, &entities)?;
+        super::subscribe(&consumer, &self.names, &entities)?;
         tracing::info!(group = %self.group_id, entities = entities.len(), "SQL sink started");
         let result = self.consume(&consumer, &producer, &mut shutdown).await;
         super::close(consumer, producer).await;
@@ -357,6 +361,7 @@ impl SqlSinkRunner {
         super::dead_letter(
             producer,
             &self.codec,
+            &self.names,
             DeadLetterOut {
                 message,
                 tenant,
