@@ -16,7 +16,11 @@ pub fn parse_timestamp_ms(s: &str) -> Option<i64> {
     if s.bytes().all(|b| b.is_ascii_digit()) {
         let n: i64 = s.parse().ok()?;
         // Ten digits or fewer is seconds (until the year 2286).
-        return Some(if s.len() <= 10 { n.checked_mul(1000)? } else { n });
+        return Some(if s.len() <= 10 {
+            n.checked_mul(1000)?
+        } else {
+            n
+        });
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.timestamp_millis());
@@ -26,7 +30,11 @@ pub fn parse_timestamp_ms(s: &str) -> Option<i64> {
             return Some(t.timestamp_millis());
         }
     }
-    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S"] {
+    for f in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, f) {
             return Some(t.and_utc().timestamp_millis());
         }
@@ -42,7 +50,11 @@ pub fn json_timestamp_ms(v: &serde_json::Value) -> Option<i64> {
     match v {
         serde_json::Value::Number(n) => {
             let n = n.as_i64()?;
-            Some(if n.abs() < 100_000_000_000 { n.checked_mul(1000)? } else { n })
+            Some(if n.abs() < 100_000_000_000 {
+                n.checked_mul(1000)?
+            } else {
+                n
+            })
         }
         serde_json::Value::String(s) => parse_timestamp_ms(s),
         _ => None,
@@ -67,7 +79,10 @@ mod tests {
         ] {
             assert_eq!(parse_timestamp_ms(s), Some(want), "{s}");
         }
-        assert_eq!(json_timestamp_ms(&serde_json::json!(1714564800000i64)), Some(want));
+        assert_eq!(
+            json_timestamp_ms(&serde_json::json!(1714564800000i64)),
+            Some(want)
+        );
         assert_eq!(parse_timestamp_ms("2024-05-01"), Some(1_714_521_600_000));
         assert_eq!(parse_timestamp_ms("yesterday"), None);
         assert_eq!(parse_timestamp_ms("99999999999999999999999"), None);

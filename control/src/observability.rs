@@ -88,7 +88,10 @@ async fn readyz(State(s): State<ObsState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, axum::Json(serde_json::json!({ "ready": status == StatusCode::OK, "components": parts })))
+    (
+        status,
+        axum::Json(serde_json::json!({ "ready": status == StatusCode::OK, "components": parts })),
+    )
 }
 
 #[cfg(test)]

@@ -11,11 +11,18 @@ use rdkafka::config::ClientConfig;
 use rdkafka::types::RDKafkaErrorCode;
 
 fn admin(bootstrap: &str) -> anyhow::Result<AdminClient<DefaultClientContext>> {
-    Ok(ClientConfig::new().set("bootstrap.servers", bootstrap).create()?)
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?)
 }
 
 /// Creates the topics that are missing, with the hub's retention policy per kind.
-pub async fn ensure_topics(bootstrap: &str, topics: &[String], partitions: i32, replication: i32) -> anyhow::Result<()> {
+pub async fn ensure_topics(
+    bootstrap: &str,
+    topics: &[String],
+    partitions: i32,
+    replication: i32,
+) -> anyhow::Result<()> {
     let admin = admin(bootstrap)?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
@@ -27,7 +34,8 @@ pub async fn ensure_topics(bootstrap: &str, topics: &[String], partitions: i32, 
                 // Seven days, room to replay after a weekend outage.
                 "604800000"
             };
-            NewTopic::new(t, partitions, TopicReplication::Fixed(replication)).set("retention.ms", retention)
+            NewTopic::new(t, partitions, TopicReplication::Fixed(replication))
+                .set("retention.ms", retention)
         })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
@@ -51,7 +59,9 @@ pub async fn delete_topics(bootstrap: &str, topics: &[String]) -> anyhow::Result
 /// Whether a broker answers a metadata request at `bootstrap`.
 pub fn broker_answers(bootstrap: &str, timeout: Duration) -> bool {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: Result<BaseConsumer, _> = ClientConfig::new().set("bootstrap.servers", bootstrap).create();
+    let consumer: Result<BaseConsumer, _> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create();
     consumer.is_ok_and(|c| c.fetch_metadata(None, timeout).is_ok())
 }
 
@@ -68,9 +78,17 @@ pub async fn ensure_local_kafka(bootstrap: &str) -> anyhow::Result<()> {
     if tokio::task::spawn_blocking(move || broker_answers(&b, Duration::from_secs(3))).await? {
         return Ok(());
     }
-    let script = kafka_script().context("no broker answers and deploy/local/kafka.sh is not beside this build")?;
-    eprintln!("starting local Kafka with {} (first run downloads it from Maven Central)", script.display());
-    let status = tokio::process::Command::new("bash").arg(&script).arg("start").status().await?;
+    let script = kafka_script()
+        .context("no broker answers and deploy/local/kafka.sh is not beside this build")?;
+    eprintln!(
+        "starting local Kafka with {} (first run downloads it from Maven Central)",
+        script.display()
+    );
+    let status = tokio::process::Command::new("bash")
+        .arg(&script)
+        .arg("start")
+        .status()
+        .await?;
     if !status.success() {
         bail!("{} start failed ({status})", script.display());
     }

@@ -68,7 +68,8 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
 
 async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     let run_id = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let mut topology = hub_topology::parse(hub_topology::DEMO_TOPOLOGY).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let mut topology =
+        hub_topology::parse(hub_topology::DEMO_TOPOLOGY).map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let tmp = std::env::temp_dir().join(format!("hub-bench-{run_id}.db"));
     topology.runtime.sql_url = format!("sqlite://{}", tmp.display());
     topology.runtime.ingest_listen = "127.0.0.1:0".into();
@@ -79,7 +80,11 @@ async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     let tenant_id = format!("bench-{run_id}");
     topology.tenants.truncate(1);
     topology.tenants[0].id = tenant_id.clone();
-    let secret = topology.tenants[0].connector("sf-main").context("demo has sf-main")?.webhook_secret.clone();
+    let secret = topology.tenants[0]
+        .connector("sf-main")
+        .context("demo has sf-main")?
+        .webhook_secret
+        .clone();
     let bootstrap = topology.runtime.kafka_bootstrap.clone();
     let sql_url = topology.runtime.sql_url.clone();
 
@@ -88,7 +93,9 @@ async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     let base = format!("http://{}", node.ingest_addr.context("ingest runs")?);
 
     // Half contacts, half vehicles: two canonical entities, two kinds of key.
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
     let sem = Arc::new(Semaphore::new(args.concurrency));
     let started = Instant::now();
     let start_ms = hub_schemas::records::now_ms();
@@ -99,20 +106,41 @@ async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
         let first = i;
         i += n;
         let permit = sem.clone().acquire_owned().await?;
-        let (client, base, tenant, secret) = (client.clone(), base.clone(), tenant_id.clone(), secret.clone());
+        let (client, base, tenant, secret) = (
+            client.clone(),
+            base.clone(),
+            tenant_id.clone(),
+            secret.clone(),
+        );
         handles.push(tokio::spawn(async move {
             let _permit = permit;
             let now = hub_schemas::records::now_ms();
             let vehicles = first / args.batch % 2 == 1;
             let body: Vec<Value> = (first..first + n)
-                .map(|k| if vehicles { demo::sf_vehicle(k, now) } else { demo::sf_contact(k, now) })
+                .map(|k| {
+                    if vehicles {
+                        demo::sf_vehicle(k, now)
+                    } else {
+                        demo::sf_contact(k, now)
+                    }
+                })
                 .collect();
             let entity = if vehicles { "Vehicle__c" } else { "Contact" };
             let body = serde_json::to_vec(&body).unwrap_or_default();
             let mut attempt = 0;
             loop {
                 // A 503 means nothing of the request was promised; send it again.
-                match demo::post(&client, &base, &tenant, "sf-main", entity, &secret, body.clone()).await {
+                match demo::post(
+                    &client,
+                    &base,
+                    &tenant,
+                    "sf-main",
+                    entity,
+                    &secret,
+                    body.clone(),
+                )
+                .await
+                {
                     Ok(ids) => return Ok::<_, anyhow::Error>((entity, ids)),
                     Err(e) if attempt < 5 => {
                         attempt += 1;
@@ -168,7 +196,10 @@ async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     latencies.sort_unstable();
     let dead_lettered = count_topic(&bootstrap, &topology.topic_names().dlq_transform())?;
     let topic_dupes = canonical_duplicates(&bootstrap, &topology.topic_names(), accepted.len())?;
-    let lost = accepted.keys().filter(|id| !seen.contains(id.as_str())).count() as u64;
+    let lost = accepted
+        .keys()
+        .filter(|id| !seen.contains(id.as_str()))
+        .count() as u64;
     // From the first request to the last row written.
     let seconds = (last_write - start_ms).max(1) as f64 / 1000.0;
     let report = json!({
@@ -198,7 +229,10 @@ async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
     if lost > 0 || duplicates + topic_dupes > 0 {
-        bail!("reconciliation failed: {lost} lost, {} duplicated", duplicates + topic_dupes);
+        bail!(
+            "reconciliation failed: {lost} lost, {} duplicated",
+            duplicates + topic_dupes
+        );
     }
     Ok(())
 }
@@ -232,18 +266,32 @@ impl Reconciler {
             let sql = format!(
                 "SELECT ingest_id, hub_applied_count, hub_written_at, source_updated_at FROM canonical_{} WHERE tenant_id = {}",
                 entity.name(),
-                if matches!(self, Reconciler::Postgres(_)) { "$1" } else { "?" }
+                if matches!(self, Reconciler::Postgres(_)) {
+                    "$1"
+                } else {
+                    "?"
+                }
             );
             let sql = sqlx::AssertSqlSafe(sql);
             match self {
                 Reconciler::Sqlite(p) => {
                     for r in sqlx::query(sql).bind(tenant).fetch_all(p).await? {
-                        out.push(Row { ingest_id: r.try_get(0)?, applied_count: r.try_get(1)?, written_at: r.try_get(2)?, source_updated_at: r.try_get(3)? });
+                        out.push(Row {
+                            ingest_id: r.try_get(0)?,
+                            applied_count: r.try_get(1)?,
+                            written_at: r.try_get(2)?,
+                            source_updated_at: r.try_get(3)?,
+                        });
                     }
                 }
                 Reconciler::Postgres(p) => {
                     for r in sqlx::query(sql).bind(tenant).fetch_all(p).await? {
-                        out.push(Row { ingest_id: r.try_get(0)?, applied_count: r.try_get(1)?, written_at: r.try_get(2)?, source_updated_at: r.try_get(3)? });
+                        out.push(Row {
+                            ingest_id: r.try_get(0)?,
+                            applied_count: r.try_get(1)?,
+                            written_at: r.try_get(2)?,
+                            source_updated_at: r.try_get(3)?,
+                        });
                     }
                 }
             }
@@ -254,7 +302,9 @@ impl Reconciler {
 
 /// Records in a topic (high minus low watermark, summed over partitions).
 fn count_topic(bootstrap: &str, topic: &str) -> anyhow::Result<u64> {
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", bootstrap).create()?;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let mut n = 0;
     for t in md.topics() {
@@ -268,7 +318,11 @@ fn count_topic(bootstrap: &str, topic: &str) -> anyhow::Result<u64> {
 
 /// Reads every canonical topic of the run with `read_committed` and counts ingest ids seen
 /// more than once: a duplicate the SQL upsert would hide.
-fn canonical_duplicates(bootstrap: &str, names: &hub_schemas::Topics, expected: usize) -> anyhow::Result<u64> {
+fn canonical_duplicates(
+    bootstrap: &str,
+    names: &hub_schemas::Topics,
+    expected: usize,
+) -> anyhow::Result<u64> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("{}-reconcile", names.namespace()))
@@ -293,9 +347,11 @@ fn canonical_duplicates(bootstrap: &str, names: &hub_schemas::Topics, expected: 
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
                 idle = Instant::now();
-                let id = m
-                    .headers()
-                    .and_then(|h| h.iter().find(|x| x.key == headers::INGEST_ID).and_then(|x| x.value.map(<[u8]>::to_vec)));
+                let id = m.headers().and_then(|h| {
+                    h.iter()
+                        .find(|x| x.key == headers::INGEST_ID)
+                        .and_then(|x| x.value.map(<[u8]>::to_vec))
+                });
                 if let Some(id) = id
                     && !seen.insert(id)
                 {

@@ -25,7 +25,8 @@ pub struct DemoArgs {
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut topology = match &args.config {
         Some(p) => crate::load_topology(p)?,
-        None => hub_topology::parse(hub_topology::DEMO_TOPOLOGY).map_err(|e| anyhow::anyhow!("demo topology: {e:?}"))?,
+        None => hub_topology::parse(hub_topology::DEMO_TOPOLOGY)
+            .map_err(|e| anyhow::anyhow!("demo topology: {e:?}"))?,
     };
     args.overrides.apply(&mut topology.runtime);
     crate::admin::ensure_local_kafka(&topology.runtime.kafka_bootstrap).await?;
@@ -60,9 +61,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             let period = Duration::from_millis(1000 / u64::from(args.rate.max(1)));
             for i in 0u64.. {
                 let (connector, entity, record) = sample(i);
-                let secret = tenant.connector(connector).map(|c| c.webhook_secret.clone()).unwrap_or_default();
+                let secret = tenant
+                    .connector(connector)
+                    .map(|c| c.webhook_secret.clone())
+                    .unwrap_or_default();
                 let body = serde_json::to_vec(&record).unwrap_or_default();
-                if let Err(e) = post(&client, &base, &tenant.id, connector, entity, &secret, body).await {
+                if let Err(e) =
+                    post(&client, &base, &tenant.id, connector, entity, &secret, body).await
+                {
                     eprintln!("demo traffic: {e}");
                 }
                 tokio::time::sleep(period).await;
@@ -86,13 +92,21 @@ pub fn sample(i: u64) -> (&'static str, &'static str, Value) {
         0 => ("sf-main", "Contact", sf_contact(i, now)),
         1 => ("sf-main", "Vehicle__c", sf_vehicle(i, now)),
         2 => ("hs-marketing", "contacts", hs_contact(i, now)),
-        _ if i % 8 == 3 => ("sf-main", "Vehicle__c", json!({"Id": format!("a0B{i:012}"), "VIN__c": "NOT-A-VIN", "LastModifiedDate": sf_time(now)})),
+        _ if i % 8 == 3 => (
+            "sf-main",
+            "Vehicle__c",
+            json!({"Id": format!("a0B{i:012}"), "VIN__c": "NOT-A-VIN", "LastModifiedDate": sf_time(now)}),
+        ),
         _ => ("sf-main", "Contact", sf_contact(i + 1_000_000, now)),
     }
 }
 
-const FIRST: [&str; 8] = ["Maria", "James", "Aisha", "Wei", "Carlos", "Emily", "Dmitri", "Priya"];
-const LAST: [&str; 8] = ["Garcia", "Smith", "Okafor", "Chen", "Rivera", "Johnson", "Ivanov", "Patel"];
+const FIRST: [&str; 8] = [
+    "Maria", "James", "Aisha", "Wei", "Carlos", "Emily", "Dmitri", "Priya",
+];
+const LAST: [&str; 8] = [
+    "Garcia", "Smith", "Okafor", "Chen", "Rivera", "Johnson", "Ivanov", "Patel",
+];
 const CARS: [(&str, &str, &str); 6] = [
     ("Toyota", "Camry", "XLE"),
     ("Honda", "CR-V", "EX-L"),
@@ -154,7 +168,7 @@ pub fn sf_vehicle(i: u64, now_ms: i64) -> Value {
         "Model__c": model,
         "Trim__c": trim,
         "Mileage__c": (i * 7919) % 90_000,
-        "Condition__c": if i % 3 == 0 { "New" } else { "Used" },
+        "Condition__c": if i.is_multiple_of(3) { "New" } else { "Used" },
         "Status__c": "In_Stock",
         "Price__c": format!("${},{:03}.{:02}", 18 + i % 40, i % 1000, i % 100),
         "IsDeleted": false,
@@ -209,7 +223,11 @@ pub async fn post(
     let v: Value = serde_json::from_str(&text)?;
     Ok(v["ingest_ids"]
         .as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default())
 }
 
@@ -221,12 +239,18 @@ mod tests {
     fn sample_vins_are_valid_and_distinct() {
         let a: std::collections::HashSet<String> = (0..5000).map(vin).collect();
         assert_eq!(a.len(), 5000);
-        assert!(a.iter().all(|v| hub_transform::formats::vin_is_valid(v)), "check digits");
+        assert!(
+            a.iter().all(|v| hub_transform::formats::vin_is_valid(v)),
+            "check digits"
+        );
     }
 
     #[test]
     fn salesforce_times_look_like_salesforce() {
         assert_eq!(sf_time(1_714_564_800_123), "2024-05-01T12:00:00.123+0000");
-        assert_eq!(hub_connectors::timefmt::parse_timestamp_ms(&sf_time(1_714_564_800_123)), Some(1_714_564_800_123));
+        assert_eq!(
+            hub_connectors::timefmt::parse_timestamp_ms(&sf_time(1_714_564_800_123)),
+            Some(1_714_564_800_123)
+        );
     }
 }

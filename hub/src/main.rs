@@ -16,7 +16,11 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "hub", version, about = "AutoMatrix Integration Hub: keeps a dealership's CRMs and DMSs in sync through Kafka")]
+#[command(
+    name = "hub",
+    version,
+    about = "AutoMatrix Integration Hub: keeps a dealership's CRMs and DMSs in sync through Kafka"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -98,7 +102,13 @@ struct RunArgs {
     #[arg(long, env = "HUB_CONFIG")]
     config: PathBuf,
     /// Roles this node runs (repeatable or comma-separated).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "all", env = "HUB_ROLE")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "all",
+        env = "HUB_ROLE"
+    )]
     role: Vec<Role>,
     #[command(flatten)]
     overrides: Overrides,
@@ -106,7 +116,8 @@ struct RunArgs {
 
 /// Reads and checks a topology file, printing every error with its line.
 pub fn load_topology(path: &std::path::Path) -> anyhow::Result<hub_topology::Topology> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     hub_topology::parse(&text).map_err(|errors| {
         for e in &errors {
             eprintln!("{}: {e}", path.display());
@@ -117,9 +128,12 @@ pub fn load_topology(path: &std::path::Path) -> anyhow::Result<hub_topology::Top
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("HUB_LOG").unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn,sqlx=warn"));
+    let filter = EnvFilter::try_from_env("HUB_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,rdkafka=warn,sqlx=warn"));
     let json = std::env::var("HUB_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -132,7 +146,12 @@ fn main() -> ExitCode {
     if let Command::Validate { file } = &cli.command {
         return match load_topology(file) {
             Ok(t) => {
-                println!("{}: ok ({} tenant(s), {} topic(s))", file.display(), t.tenants.len(), t.topics().len());
+                println!(
+                    "{}: ok ({} tenant(s), {} topic(s))",
+                    file.display(),
+                    t.tenants.len(),
+                    t.topics().len()
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -142,7 +161,10 @@ fn main() -> ExitCode {
         };
     }
     init_tracing();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let result = rt.block_on(async move {
         match cli.command {
             Command::Run(args) => {

@@ -33,7 +33,9 @@ fn has(roles: &[Role], r: Role) -> bool {
 }
 
 async fn bind(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))
 }
 
 impl Node {
@@ -51,7 +53,9 @@ impl Node {
         // Topics first: every loop below expects them.
         let topics = topology.topics();
         loop {
-            match admin::ensure_topics(&rt.kafka_bootstrap, &topics, rt.partitions, rt.replication).await {
+            match admin::ensure_topics(&rt.kafka_bootstrap, &topics, rt.partitions, rt.replication)
+                .await
+            {
                 Ok(()) => break,
                 Err(e) => {
                     warn!(error = %e, bootstrap = %rt.kafka_bootstrap, "cannot create topics yet; retrying");
@@ -64,13 +68,24 @@ impl Node {
         let control_addr = control_listener.local_addr()?;
         let mut control_router = observability::router(handle, readiness.clone());
         let embedded = rt.registry == "embedded";
+        if embedded && !has(roles, Role::Control) {
+            anyhow::bail!(
+                "registry 'embedded' is served by the control role, which this node does not run: \
+                 set --registry (HUB_REGISTRY) to the control node's URL, e.g. http://control-host:8081"
+            );
+        }
         if embedded && has(roles, Role::Control) {
             let registry = SchemaRegistry::open_kafka(&rt.kafka_bootstrap)
                 .await
                 .context("opening the embedded schema registry")?;
-            control_router = control_router.merge(hub_schemas::registry::routes(Arc::new(registry)));
+            control_router =
+                control_router.merge(hub_schemas::registry::routes(Arc::new(registry)));
         }
-        let registry_url = if embedded { format!("http://{control_addr}") } else { rt.registry.clone() };
+        let registry_url = if embedded {
+            format!("http://{control_addr}")
+        } else {
+            rt.registry.clone()
+        };
         tasks.push(serve(control_listener, control_router, shutdown_rx.clone()));
         let codec = Arc::new(Codec::new(&registry_url));
 
@@ -78,10 +93,18 @@ impl Node {
         if has(roles, Role::Ingest) {
             readiness.register("ingest");
             let publisher = hub_ingest::KafkaPublisher::new(&rt.kafka_bootstrap, 10_000)?;
-            let state = Arc::new(hub_ingest::IngestState::new(topology.clone(), Arc::new(publisher), codec.clone()));
+            let state = Arc::new(hub_ingest::IngestState::new(
+                topology.clone(),
+                Arc::new(publisher),
+                codec.clone(),
+            ));
             let listener = bind(&rt.ingest_listen).await?;
             ingest_addr = Some(listener.local_addr()?);
-            tasks.push(serve(listener, hub_ingest::router(state), shutdown_rx.clone()));
+            tasks.push(serve(
+                listener,
+                hub_ingest::router(state),
+                shutdown_rx.clone(),
+            ));
             readiness.set("ingest", true);
             info!(addr = %ingest_addr.unwrap_or(control_addr), "ingest listening");
         }
@@ -94,7 +117,9 @@ impl Node {
         }
         if has(roles, Role::Sink) {
             readiness.register("sink");
-            let store = hub_sink::SqlStore::connect(&rt.sql_url).await.context("opening the SQL sink database")?;
+            let store = hub_sink::SqlStore::connect(&rt.sql_url)
+                .await
+                .context("opening the SQL sink database")?;
             let sql = hub_sink::SqlSinkRunner::new(
                 rt.kafka_bootstrap.clone(),
                 codec.clone(),
@@ -108,7 +133,12 @@ impl Node {
                     warn!(error = %e, "SQL sink stopped");
                 }
             }));
-            for runner in hub_sink::WebhookSinkRunner::all(&rt.kafka_bootstrap, codec.clone(), topology.clone(), store.clone())? {
+            for runner in hub_sink::WebhookSinkRunner::all(
+                &rt.kafka_bootstrap,
+                codec.clone(),
+                topology.clone(),
+                store.clone(),
+            )? {
                 let rx = shutdown_rx.clone();
                 tasks.push(tokio::spawn(async move {
                     if let Err(e) = runner.run(rx).await {
@@ -122,7 +152,14 @@ impl Node {
         readiness.register("control");
         readiness.set("control", true);
         info!(control = %control_addr, registry = %registry_url, namespace = %rt.namespace, "node started");
-        Ok(Node { shutdown_tx, stop_flag, tasks, threads, ingest_addr, control_addr })
+        Ok(Node {
+            shutdown_tx,
+            stop_flag,
+            tasks,
+            threads,
+            ingest_addr,
+            control_addr,
+        })
     }
 
     /// Stops every role, letting in-flight batches finish.
@@ -146,26 +183,38 @@ impl Node {
 /// work before the first error rather than after it.
 fn register_error_counters(roles: &[Role]) {
     use hub_topology::metrics as m;
-    for (role, stage) in [(Role::Ingest, "ingest"), (Role::Transform, "transform"), (Role::Sink, "sink")] {
+    for (role, stage) in [
+        (Role::Ingest, "ingest"),
+        (Role::Transform, "transform"),
+        (Role::Sink, "sink"),
+    ] {
         if has(roles, role) {
             metrics::counter!(m::BROKER_ERRORS_TOTAL, "stage" => stage).increment(0);
         }
     }
     if has(roles, Role::Sink) {
         for outcome in ["transient", "permanent"] {
-            metrics::counter!(m::SINK_ERRORS_TOTAL, "target" => "sql", "outcome" => outcome).increment(0);
+            metrics::counter!(m::SINK_ERRORS_TOTAL, "target" => "sql", "outcome" => outcome)
+                .increment(0);
         }
     }
 }
 
-fn serve(listener: tokio::net::TcpListener, router: axum::Router, mut rx: watch::Receiver<bool>) -> JoinHandle<()> {
+fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    mut rx: watch::Receiver<bool>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         let shutdown = async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        if let Err(e) = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await
+        if let Err(e) = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
         {
             warn!(error = %e, "listener stopped");
         }
@@ -177,7 +226,8 @@ pub async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

@@ -8,8 +8,19 @@ fn hub() -> Command {
 
 #[test]
 fn validate_accepts_the_demo_topology() {
-    let out = hub().arg("validate").arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../topology/examples/demo.yaml")).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = hub()
+        .arg("validate")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../topology/examples/demo.yaml"
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
 }
 
@@ -25,5 +36,8 @@ fn validate_names_the_line_of_each_error() {
     let out = hub().arg("validate").arg(&file).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("line 12") && err.contains("shoe_size"), "{err}");
+    assert!(
+        err.contains("line 12") && err.contains("shoe_size"),
+        "{err}"
+    );
 }

@@ -36,7 +36,13 @@ pub enum CodecError {
 
 impl CodecError {
     pub fn is_retriable(&self) -> bool {
-        matches!(self, CodecError::Registry { retriable: true, .. })
+        matches!(
+            self,
+            CodecError::Registry {
+                retriable: true,
+                ..
+            }
+        )
     }
 }
 
@@ -92,12 +98,15 @@ impl Codec {
         value: Avro,
     ) -> Result<Vec<u8>, CodecError> {
         let strategy = self.strategy(topic, schema_text);
-        self.encoder.encode_value(value, &strategy).await.map_err(|e| {
-            // The converter caches failures; a registry that was briefly away must not
-            // poison every later call.
-            self.encoder.remove_errors_from_cache();
-            e.into()
-        })
+        self.encoder
+            .encode_value(value, &strategy)
+            .await
+            .map_err(|e| {
+                // The converter caches failures; a registry that was briefly away must not
+                // poison every later call.
+                self.encoder.remove_errors_from_cache();
+                e.into()
+            })
     }
 
     /// Encodes a JSON document for `topic` after converting it with `schema`.
@@ -113,9 +122,18 @@ impl Codec {
     }
 
     /// Encodes a canonical record (a JSON object shaped like the entity's schema).
-    pub async fn encode_canonical(&self, entity: Entity, doc: &Json) -> Result<Vec<u8>, CodecError> {
-        self.encode_json(&entity.canonical_topic(), entity.schema(), entity.schema_text(), doc)
-            .await
+    pub async fn encode_canonical(
+        &self,
+        entity: Entity,
+        doc: &Json,
+    ) -> Result<Vec<u8>, CodecError> {
+        self.encode_json(
+            &entity.canonical_topic(),
+            entity.schema(),
+            entity.schema_text(),
+            doc,
+        )
+        .await
     }
 
     /// Decodes any record in the Confluent wire format to its Avro value.
@@ -136,7 +154,8 @@ impl Codec {
 
     pub async fn encode_raw(&self, topic: &str, raw: &RawChange) -> Result<Vec<u8>, CodecError> {
         let doc = serde_json::to_value(raw).map_err(|e| CodecError::Shape(e.to_string()))?;
-        self.encode_json(topic, raw_schema(), RawChange::SCHEMA_TEXT, &doc).await
+        self.encode_json(topic, raw_schema(), RawChange::SCHEMA_TEXT, &doc)
+            .await
     }
 
     pub async fn decode_raw(&self, bytes: &[u8]) -> Result<RawChange, CodecError> {
@@ -144,9 +163,14 @@ impl Codec {
         serde_json::from_value(doc).map_err(|e| CodecError::Shape(e.to_string()))
     }
 
-    pub async fn encode_dead_letter(&self, topic: &str, dl: &DeadLetter) -> Result<Vec<u8>, CodecError> {
+    pub async fn encode_dead_letter(
+        &self,
+        topic: &str,
+        dl: &DeadLetter,
+    ) -> Result<Vec<u8>, CodecError> {
         let doc = serde_json::to_value(dl).map_err(|e| CodecError::Shape(e.to_string()))?;
-        self.encode_json(topic, dead_letter_schema(), DeadLetter::SCHEMA_TEXT, &doc).await
+        self.encode_json(topic, dead_letter_schema(), DeadLetter::SCHEMA_TEXT, &doc)
+            .await
     }
 
     pub async fn decode_dead_letter(&self, bytes: &[u8]) -> Result<DeadLetter, CodecError> {

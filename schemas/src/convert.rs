@@ -113,7 +113,10 @@ impl<'s> Converter<'s> {
                 Json::Null => Avro::Null,
                 _ => return Err(Self::type_err(path, "null", v)),
             },
-            Schema::Boolean => Avro::Boolean(v.as_bool().ok_or_else(|| Self::type_err(path, "boolean", v))?),
+            Schema::Boolean => Avro::Boolean(
+                v.as_bool()
+                    .ok_or_else(|| Self::type_err(path, "boolean", v))?,
+            ),
             Schema::Int => {
                 let n = Self::int(path, v)?;
                 Avro::Int(i32::try_from(n).map_err(|_| Self::type_err(path, "32-bit integer", v))?)
@@ -125,8 +128,14 @@ impl<'s> Converter<'s> {
             Schema::Long => Avro::Long(Self::int(path, v)?),
             Schema::TimestampMillis => Avro::TimestampMillis(Self::int(path, v)?),
             Schema::TimestampMicros => Avro::TimestampMicros(Self::int(path, v)?),
-            Schema::Float => Avro::Float(v.as_f64().ok_or_else(|| Self::type_err(path, "number", v))? as f32),
-            Schema::Double => Avro::Double(v.as_f64().ok_or_else(|| Self::type_err(path, "number", v))?),
+            Schema::Float => Avro::Float(
+                v.as_f64()
+                    .ok_or_else(|| Self::type_err(path, "number", v))? as f32,
+            ),
+            Schema::Double => Avro::Double(
+                v.as_f64()
+                    .ok_or_else(|| Self::type_err(path, "number", v))?,
+            ),
             Schema::String => Avro::String(
                 v.as_str()
                     .ok_or_else(|| Self::type_err(path, "string", v))?
@@ -146,16 +155,24 @@ impl<'s> Converter<'s> {
                 Avro::Fixed(f.size, b)
             }
             Schema::Enum(e) => {
-                let s = v.as_str().ok_or_else(|| Self::type_err(path, "enum symbol", v))?;
-                let idx = e.symbols.iter().position(|x| x == s).ok_or_else(|| ConvertError::Type {
-                    path: path.to_string(),
-                    expected: format!("one of {}", e.symbols.join(", ")),
-                    got: format!("'{s}'"),
-                })?;
+                let s = v
+                    .as_str()
+                    .ok_or_else(|| Self::type_err(path, "enum symbol", v))?;
+                let idx =
+                    e.symbols
+                        .iter()
+                        .position(|x| x == s)
+                        .ok_or_else(|| ConvertError::Type {
+                            path: path.to_string(),
+                            expected: format!("one of {}", e.symbols.join(", ")),
+                            got: format!("'{s}'"),
+                        })?;
                 Avro::Enum(idx as u32, s.to_string())
             }
             Schema::Array(a) => {
-                let items = v.as_array().ok_or_else(|| Self::type_err(path, "array", v))?;
+                let items = v
+                    .as_array()
+                    .ok_or_else(|| Self::type_err(path, "array", v))?;
                 let mut out = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
                     out.push(self.to_avro(item, &a.items, &format!("{path}[{i}]"))?);
@@ -163,7 +180,9 @@ impl<'s> Converter<'s> {
                 Avro::Array(out)
             }
             Schema::Map(m) => {
-                let obj = v.as_object().ok_or_else(|| Self::type_err(path, "object", v))?;
+                let obj = v
+                    .as_object()
+                    .ok_or_else(|| Self::type_err(path, "object", v))?;
                 let mut out = HashMap::with_capacity(obj.len());
                 for (k, item) in obj {
                     out.insert(k.clone(), self.to_avro(item, &m.types, &join(path, k))?);
@@ -192,10 +211,14 @@ impl<'s> Converter<'s> {
                 return Err(first_err.unwrap_or_else(|| Self::type_err(path, "null", v)));
             }
             Schema::Record(r) => {
-                let obj = v.as_object().ok_or_else(|| Self::type_err(path, "object", v))?;
+                let obj = v
+                    .as_object()
+                    .ok_or_else(|| Self::type_err(path, "object", v))?;
                 for k in obj.keys() {
                     if !r.lookup.contains_key(k) {
-                        return Err(ConvertError::UnknownField { path: join(path, k) });
+                        return Err(ConvertError::UnknownField {
+                            path: join(path, k),
+                        });
                     }
                 }
                 let mut fields = Vec::with_capacity(r.fields.len());
@@ -205,7 +228,9 @@ impl<'s> Converter<'s> {
                         Some(x) => self.to_avro(x, &f.schema, &fpath)?,
                         None => match (&f.default, &f.schema) {
                             (Some(d), _) => self.to_avro(d, &f.schema, &fpath)?,
-                            (None, Schema::Union(u)) if u.variants().iter().any(|s| matches!(s, Schema::Null)) => {
+                            (None, Schema::Union(u))
+                                if u.variants().iter().any(|s| matches!(s, Schema::Null)) =>
+                            {
                                 self.to_avro(&Json::Null, &f.schema, &fpath)?
                             }
                             _ => return Err(ConvertError::Missing { path: fpath }),
@@ -216,10 +241,13 @@ impl<'s> Converter<'s> {
                 Avro::Record(fields)
             }
             Schema::Ref { name } => {
-                let target = self.names.get(name).ok_or_else(|| ConvertError::Unsupported {
-                    path: path.to_string(),
-                    message: format!("unknown named type {name}"),
-                })?;
+                let target = self
+                    .names
+                    .get(name)
+                    .ok_or_else(|| ConvertError::Unsupported {
+                        path: path.to_string(),
+                        message: format!("unknown named type {name}"),
+                    })?;
                 return self.to_avro(v, target, path);
             }
             other => {
@@ -262,16 +290,29 @@ pub fn avro_to_json(value: &Avro) -> Json {
         | Avro::LocalTimestampMicros(n)
         | Avro::LocalTimestampNanos(n)
         | Avro::TimeMicros(n) => Json::from(*n),
-        Avro::Float(x) => serde_json::Number::from_f64(f64::from(*x)).map_or(Json::Null, Json::Number),
+        Avro::Float(x) => {
+            serde_json::Number::from_f64(f64::from(*x)).map_or(Json::Null, Json::Number)
+        }
         Avro::Double(x) => serde_json::Number::from_f64(*x).map_or(Json::Null, Json::Number),
-        Avro::Bytes(b) | Avro::Fixed(_, b) => Json::Array(b.iter().map(|x| Json::from(*x)).collect()),
+        Avro::Bytes(b) | Avro::Fixed(_, b) => {
+            Json::Array(b.iter().map(|x| Json::from(*x)).collect())
+        }
         Avro::String(s) => Json::String(s.clone()),
         Avro::Enum(_, s) => Json::String(s.clone()),
         Avro::Uuid(u) => Json::String(u.to_string()),
         Avro::Union(_, inner) => avro_to_json(inner),
         Avro::Array(items) => Json::Array(items.iter().map(avro_to_json).collect()),
-        Avro::Map(m) => Json::Object(m.iter().map(|(k, v)| (k.clone(), avro_to_json(v))).collect()),
-        Avro::Record(fields) => Json::Object(fields.iter().map(|(k, v)| (k.clone(), avro_to_json(v))).collect()),
+        Avro::Map(m) => Json::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), avro_to_json(v)))
+                .collect(),
+        ),
+        Avro::Record(fields) => Json::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), avro_to_json(v)))
+                .collect(),
+        ),
         other => Json::String(format!("{other:?}")),
     }
 }
@@ -306,7 +347,12 @@ mod tests {
         let e = json_to_avro(&json!({"id":"x","at":"soon"}), &schema).unwrap_err();
         assert_eq!(e.path(), "at");
         let e = json_to_avro(&json!({"id":"x","at":1,"bogus":1}), &schema).unwrap_err();
-        assert_eq!(e, ConvertError::UnknownField { path: "bogus".into() });
+        assert_eq!(
+            e,
+            ConvertError::UnknownField {
+                path: "bogus".into()
+            }
+        );
         let e = json_to_avro(&json!({"at":1}), &schema).unwrap_err();
         assert_eq!(e, ConvertError::Missing { path: "id".into() });
         let e = json_to_avro(&json!({"id":"x","at":1,"n":1e12}), &schema).unwrap_err();

@@ -38,7 +38,9 @@ pub mod topics {
 
     impl Topics {
         pub fn new(namespace: &str) -> Self {
-            Topics { namespace: namespace.to_string() }
+            Topics {
+                namespace: namespace.to_string(),
+            }
         }
 
         pub fn namespace(&self) -> &str {
@@ -57,7 +59,9 @@ pub mod topics {
 
         /// The entity whose canonical topic this is.
         pub fn entity_of(&self, topic: &str) -> Option<crate::Entity> {
-            let rest = topic.strip_prefix(&self.namespace)?.strip_prefix(".canonical.")?;
+            let rest = topic
+                .strip_prefix(&self.namespace)?
+                .strip_prefix(".canonical.")?;
             rest.parse().ok()
         }
 

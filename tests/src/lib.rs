@@ -38,7 +38,9 @@ impl Services {
                 panic!("{test}: HUB_KAFKA_BOOTSTRAP and HUB_TEST_PG_URL must be set under CI")
             }
             _ => {
-                eprintln!("{test}: skipped (set HUB_KAFKA_BOOTSTRAP and HUB_TEST_PG_URL, or run scripts/test)");
+                eprintln!(
+                    "{test}: skipped (set HUB_KAFKA_BOOTSTRAP and HUB_TEST_PG_URL, or run scripts/test)"
+                );
                 None
             }
         }
@@ -47,7 +49,10 @@ impl Services {
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the repo").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the repo")
+        .to_path_buf()
 }
 
 /// The `hub` binary next to this test executable (target/<profile>/hub).
@@ -56,12 +61,18 @@ pub fn hub_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
     profile_dir.join("hub")
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// One test's own corner of the world: namespace, tenant, topology file, log directory.
@@ -86,18 +97,42 @@ impl Scenario {
         let demo = std::fs::read_to_string(repo_root().join("topology/examples/demo.yaml"))?;
         let text = demo
             .replace("id: demo-motors", &format!("id: {tenant}"))
-            .replace("${DEMO_SF_SECRET:-demo-salesforce-webhook-secret}", SF_SECRET);
+            .replace(
+                "${DEMO_SF_SECRET:-demo-salesforce-webhook-secret}",
+                SF_SECRET,
+            );
         let topology = dir.join("topology.yaml");
         std::fs::write(&topology, text)?;
-        Ok(Scenario { name: name.to_string(), namespace, tenant, topology, dir, services })
+        Ok(Scenario {
+            name: name.to_string(),
+            namespace,
+            tenant,
+            topology,
+            dir,
+            services,
+        })
     }
 
-    /// Starts `hub run` with the given roles; returns once `/readyz` answers 200.
+    /// Starts `hub run` with the given roles (the control role among them, serving the
+    /// embedded registry); returns once `/readyz` answers 200.
     pub fn spawn(&self, roles: &str, node_id: &str) -> anyhow::Result<HubProcess> {
+        self.spawn_with_registry(roles, node_id, "embedded")
+    }
+
+    /// Starts a node that uses the registry at `registry` (another node's control URL).
+    pub fn spawn_with_registry(
+        &self,
+        roles: &str,
+        node_id: &str,
+        registry: &str,
+    ) -> anyhow::Result<HubProcess> {
         let ingest_port = free_port();
         let control_port = free_port();
         let log = self.dir.join(format!("{node_id}.log"));
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
         let child = Command::new(hub_bin())
             .args(["run", "--config"])
             .arg(&self.topology)
@@ -108,7 +143,7 @@ impl Scenario {
             .env("HUB_INGEST_LISTEN", format!("127.0.0.1:{ingest_port}"))
             .env("HUB_CONTROL_LISTEN", format!("127.0.0.1:{control_port}"))
             .env("HUB_NODE_ID", node_id)
-            .env("HUB_REGISTRY", std::env::var("E2E_REGISTRY").unwrap_or_else(|_| "embedded".into()))
+            .env("HUB_REGISTRY", registry)
             .env("HUB_LOG", "info,rdkafka=warn")
             .stdout(Stdio::from(out.try_clone()?))
             .stderr(Stdio::from(out))
@@ -143,7 +178,10 @@ impl HubProcess {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        bail!("hub did not become ready; log: {}", std::fs::read_to_string(&self.log).unwrap_or_default())
+        bail!(
+            "hub did not become ready; log: {}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        )
     }
 
     /// SIGKILL: no goodbye, no flush.
@@ -164,32 +202,59 @@ mod http_probe {
     pub fn get(url: &str) -> std::io::Result<u16> {
         use std::io::{Read, Write};
         let rest = url.strip_prefix("http://").unwrap_or(url);
-        let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+        let (host, path) = rest
+            .split_once('/')
+            .map(|(h, p)| (h, format!("/{p}")))
+            .unwrap_or((rest, "/".into()));
         let mut s = std::net::TcpStream::connect(host)?;
         s.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
-        write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )?;
         let mut buf = String::new();
         s.read_to_string(&mut buf)?;
-        buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| std::io::Error::other("bad status line"))
+        buf.split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| std::io::Error::other("bad status line"))
     }
 }
 
 /// Posts a signed batch; the HTTP status and the ingest ids of a 202.
-pub async fn post(client: &reqwest::Client, base: &str, tenant: &str, entity: &str, records: &[Value]) -> anyhow::Result<(u16, Vec<String>)> {
+pub async fn post(
+    client: &reqwest::Client,
+    base: &str,
+    tenant: &str,
+    entity: &str,
+    records: &[Value],
+) -> anyhow::Result<(u16, Vec<String>)> {
     let body = serde_json::to_vec(records)?;
-    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
     let resp = client
         .post(format!("{base}/ingest/v1/{tenant}/sf-main/{entity}"))
         .header("content-type", "application/json")
         .header(signature::TIMESTAMP_HEADER, ts.to_string())
-        .header(signature::SIGNATURE_HEADER, signature::sign(SF_SECRET.as_bytes(), ts, &body))
+        .header(
+            signature::SIGNATURE_HEADER,
+            signature::sign(SF_SECRET.as_bytes(), ts, &body),
+        )
         .timeout(Duration::from_secs(60))
         .body(body)
         .send()
         .await?;
     let status = resp.status().as_u16();
     let v: Value = resp.json().await.unwrap_or(Value::Null);
-    let ids = v["ingest_ids"].as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default();
+    let ids = v["ingest_ids"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
     Ok((status, ids))
 }
 
@@ -207,7 +272,9 @@ pub fn vin(i: u64) -> String {
     let val = |c: u8| -> u32 {
         match c {
             b'0'..=b'9' => u32::from(c - b'0'),
-            _ => [1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 2, 3, 4, 5, 0, 7, 0, 9, 2, 3, 4, 5, 6, 7, 8, 9][(c - b'A') as usize],
+            _ => [
+                1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 2, 3, 4, 5, 0, 7, 0, 9, 2, 3, 4, 5, 6, 7, 8, 9,
+            ][(c - b'A') as usize],
         }
     };
     let sum: u32 = body.bytes().enumerate().map(|(i, c)| val(c) * W[i]).sum();
@@ -255,7 +322,10 @@ pub fn vehicle(i: u64, valid: bool) -> Value {
 }
 
 pub fn now_ms_text() -> String {
-    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
     format!("{ms}")
 }
 
@@ -287,15 +357,30 @@ pub struct CanonicalRow {
 }
 
 /// Every row of `canonical_<entity>` for a tenant.
-pub async fn pg_rows(pool: &sqlx::PgPool, entity: &str, tenant: &str, columns: &[&str]) -> anyhow::Result<Vec<CanonicalRow>> {
+pub async fn pg_rows(
+    pool: &sqlx::PgPool,
+    entity: &str,
+    tenant: &str,
+    columns: &[&str],
+) -> anyhow::Result<Vec<CanonicalRow>> {
     use sqlx::Row;
-    let cols = columns.iter().map(|c| format!(", {c}::text")).collect::<String>();
-    let sql = format!("SELECT ingest_id, key, hub_applied_count{cols} FROM canonical_{entity} WHERE tenant_id = $1");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant).fetch_all(pool).await;
+    let cols = columns
+        .iter()
+        .map(|c| format!(", {c}::text"))
+        .collect::<String>();
+    let sql = format!(
+        "SELECT ingest_id, key, hub_applied_count{cols} FROM canonical_{entity} WHERE tenant_id = $1"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tenant)
+        .fetch_all(pool)
+        .await;
     let rows = match rows {
         Ok(r) => r,
         // The sink creates its tables on start; before that there is nothing to see.
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => return Ok(Vec::new()),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => {
+            return Ok(Vec::new());
+        }
         Err(e) => return Err(e.into()),
     };
     rows.iter()
@@ -305,7 +390,12 @@ pub async fn pg_rows(pool: &sqlx::PgPool, entity: &str, tenant: &str, columns: &
                 let v: Option<String> = r.try_get(3 + i)?;
                 doc.insert(c.to_string(), v.map_or(Value::Null, Value::String));
             }
-            Ok(CanonicalRow { ingest_id: r.try_get(0)?, key: r.try_get(1)?, applied_count: r.try_get(2)?, doc: Value::Object(doc) })
+            Ok(CanonicalRow {
+                ingest_id: r.try_get(0)?,
+                key: r.try_get(1)?,
+                applied_count: r.try_get(2)?,
+                doc: Value::Object(doc),
+            })
         })
         .collect()
 }
@@ -341,7 +431,10 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<(Option<St
             let m = r?;
             idle = Instant::now();
             let id = m.headers().and_then(|h| {
-                h.iter().find(|x| x.key == hub_schemas::headers::INGEST_ID).and_then(|x| x.value).map(|v| String::from_utf8_lossy(v).into_owned())
+                h.iter()
+                    .find(|x| x.key == hub_schemas::headers::INGEST_ID)
+                    .and_then(|x| x.value)
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
             });
             out.push((id, m.payload().unwrap_or_default().to_vec()));
         }
@@ -351,7 +444,10 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<(Option<St
 
 /// Runs the local-Kafka script (`start` / `stop`).
 pub fn kafka_script(action: &str) -> anyhow::Result<()> {
-    let status = Command::new("bash").arg(repo_root().join("deploy/local/kafka.sh")).arg(action).status()?;
+    let status = Command::new("bash")
+        .arg(repo_root().join("deploy/local/kafka.sh"))
+        .arg(action)
+        .status()?;
     if !status.success() {
         bail!("kafka.sh {action} failed: {status}");
     }

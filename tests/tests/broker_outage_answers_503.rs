@@ -8,7 +8,9 @@ use hub_e2e::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_outage_gets_503_and_everything_answered_202_arrives() -> anyhow::Result<()> {
-    let Some(services) = Services::from_env("broker_outage") else { return Ok(()) };
+    let Some(services) = Services::from_env("broker_outage") else {
+        return Ok(());
+    };
     let s = Scenario::new("outage", services)?;
     let hub = s.spawn("all", "n1")?;
     let client = reqwest::Client::new();
@@ -24,7 +26,9 @@ async fn broker_outage_gets_503_and_everything_answered_202_arrives() -> anyhow:
     let outage = async {
         let mut statuses = Vec::new();
         for k in 0..3u64 {
-            let recs: Vec<_> = (1000 + k * 10..1000 + k * 10 + 10).map(|i| contact(i, true)).collect();
+            let recs: Vec<_> = (1000 + k * 10..1000 + k * 10 + 10)
+                .map(|i| contact(i, true))
+                .collect();
             statuses.push(post(&client, &hub.ingest, &s.tenant, "Contact", &recs).await?);
         }
         anyhow::Ok(statuses)
@@ -39,18 +43,26 @@ async fn broker_outage_gets_503_and_everything_answered_202_arrives() -> anyhow:
 
     // After the restart the producer reconnects; a client retries its 503s until 202.
     let after: Vec<_> = (2000..2100).map(|i| contact(i, true)).collect();
-    let ids = eventually(Duration::from_secs(120), "ingest to accept again", || async {
-        let (status, ids) = post(&client, &hub.ingest, &s.tenant, "Contact", &after).await?;
-        Ok((status == 202).then_some(ids))
-    })
+    let ids = eventually(
+        Duration::from_secs(120),
+        "ingest to accept again",
+        || async {
+            let (status, ids) = post(&client, &hub.ingest, &s.tenant, "Contact", &after).await?;
+            Ok((status == 202).then_some(ids))
+        },
+    )
     .await?;
     accepted.extend(ids);
 
-    let rows = eventually(Duration::from_secs(180), "every 202 record in PostgreSQL", || async {
-        let rows = pg_rows(&pool, "customer", &s.tenant, &[]).await?;
-        let have: HashSet<String> = rows.iter().map(|r| r.ingest_id.clone()).collect();
-        Ok(accepted.iter().all(|id| have.contains(id)).then_some(rows))
-    })
+    let rows = eventually(
+        Duration::from_secs(180),
+        "every 202 record in PostgreSQL",
+        || async {
+            let rows = pg_rows(&pool, "customer", &s.tenant, &[]).await?;
+            let have: HashSet<String> = rows.iter().map(|r| r.ingest_id.clone()).collect();
+            Ok(accepted.iter().all(|id| have.contains(id)).then_some(rows))
+        },
+    )
     .await?;
     let mut seen = HashSet::new();
     for r in &rows {

@@ -237,7 +237,10 @@ fn default_batch() -> usize {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
-    #[serde(deserialize_with = "entities_from_str", serialize_with = "entities_to_str")]
+    #[serde(
+        deserialize_with = "entities_from_str",
+        serialize_with = "entities_to_str"
+    )]
     pub entities: Vec<Entity>,
     pub targets: Vec<String>,
 }
@@ -330,6 +333,8 @@ impl Tenant {
 
 impl Connector {
     pub fn mapping(&self, vendor_entity: &str) -> Option<&EntityMapping> {
-        self.entities.iter().find(|e| e.vendor_entity == vendor_entity)
+        self.entities
+            .iter()
+            .find(|e| e.vendor_entity == vendor_entity)
     }
 }

@@ -33,7 +33,10 @@ impl std::error::Error for TopologyError {}
 
 /// Reads the environment for `${VAR}` and `${VAR:-default}`; a missing variable without a
 /// default is an error on its line.
-fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, Vec<TopologyError>> {
+fn expand_env(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, Vec<TopologyError>> {
     let mut out = String::with_capacity(text.len());
     let mut errors = Vec::new();
     for (i, line) in text.split_inclusive('\n').enumerate() {
@@ -67,7 +70,11 @@ fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String
         }
         out.push_str(rest);
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 /// serde_yaml reports errors from custom deserialisers at the start of the enclosing
@@ -109,7 +116,8 @@ const COMMON_FIELDS: [&str; 10] = [
 fn valid_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
 }
 
@@ -136,71 +144,159 @@ pub fn parse_with_env(
         }]
     })?;
     let errors = check(&topo, text);
-    if errors.is_empty() { Ok(topo) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(topo)
+    } else {
+        Err(errors)
+    }
 }
 
 fn check(topo: &Topology, text: &str) -> Vec<TopologyError> {
     let mut errors = Vec::new();
     let mut err = |line: Option<usize>, path: String, message: String| {
-        errors.push(TopologyError { line, path, message })
+        errors.push(TopologyError {
+            line,
+            path,
+            message,
+        })
     };
     if topo.version != 1 {
-        err(line_of(text, &["version:"]), "version".into(), format!("unsupported version {}; this hub reads version 1", topo.version));
+        err(
+            line_of(text, &["version:"]),
+            "version".into(),
+            format!(
+                "unsupported version {}; this hub reads version 1",
+                topo.version
+            ),
+        );
     }
     if topo.runtime.partitions < 1 {
-        err(line_of(text, &["partitions:"]), "runtime.partitions".into(), "must be at least 1".into());
+        err(
+            line_of(text, &["partitions:"]),
+            "runtime.partitions".into(),
+            "must be at least 1".into(),
+        );
     }
     let mut tenant_ids = HashSet::new();
     for (ti, t) in topo.tenants.iter().enumerate() {
         let tpath = format!("tenants[{ti}]");
         let tline = line_of(text, &["id:", &t.id]);
         if !valid_id(&t.id) {
-            err(tline, format!("{tpath}.id"), format!("tenant id '{}' must be lowercase letters, digits and dashes (at most 64)", t.id));
+            err(
+                tline,
+                format!("{tpath}.id"),
+                format!(
+                    "tenant id '{}' must be lowercase letters, digits and dashes (at most 64)",
+                    t.id
+                ),
+            );
         }
         if !tenant_ids.insert(&t.id) {
-            err(tline, format!("{tpath}.id"), format!("tenant id '{}' is used twice", t.id));
+            err(
+                tline,
+                format!("{tpath}.id"),
+                format!("tenant id '{}' is used twice", t.id),
+            );
         }
         let mut connector_ids = HashSet::new();
         for (ci, c) in t.connectors.iter().enumerate() {
             let cpath = format!("{tpath}.connectors[{ci}]");
             let cline = line_of(text, &["id:", &c.id]);
             if !valid_id(&c.id) {
-                err(cline, format!("{cpath}.id"), format!("connector id '{}' must be lowercase letters, digits and dashes", c.id));
+                err(
+                    cline,
+                    format!("{cpath}.id"),
+                    format!(
+                        "connector id '{}' must be lowercase letters, digits and dashes",
+                        c.id
+                    ),
+                );
             }
             if !connector_ids.insert(&c.id) {
-                err(cline, format!("{cpath}.id"), format!("connector id '{}' is used twice in tenant '{}'", c.id, t.id));
+                err(
+                    cline,
+                    format!("{cpath}.id"),
+                    format!("connector id '{}' is used twice in tenant '{}'", c.id, t.id),
+                );
             }
             if c.webhook_secret.len() < 16 {
-                err(line_of(text, &["webhook_secret:"]), format!("{cpath}.webhook_secret"), "must be at least 16 characters".into());
+                err(
+                    line_of(text, &["webhook_secret:"]),
+                    format!("{cpath}.webhook_secret"),
+                    "must be at least 16 characters".into(),
+                );
             }
             let mut entity_names = HashSet::new();
             for (ei, m) in c.entities.iter().enumerate() {
                 let epath = format!("{cpath}.entities[{ei}]");
                 let eline = line_of(text, &["vendor_entity:", &m.vendor_entity]);
                 if !entity_names.insert(&m.vendor_entity) {
-                    err(eline, format!("{epath}.vendor_entity"), format!("'{}' is mapped twice in connector '{}'", m.vendor_entity, c.id));
+                    err(
+                        eline,
+                        format!("{epath}.vendor_entity"),
+                        format!(
+                            "'{}' is mapped twice in connector '{}'",
+                            m.vendor_entity, c.id
+                        ),
+                    );
                 }
-                for (name, p) in [("external_id", &m.external_id), ("updated_at", &m.updated_at), ("deleted", &m.deleted)] {
+                for (name, p) in [
+                    ("external_id", &m.external_id),
+                    ("updated_at", &m.updated_at),
+                    ("deleted", &m.deleted),
+                ] {
                     if let Some(p) = p
                         && !p.starts_with('/')
                     {
-                        err(line_of(text, &[name, p]), format!("{epath}.{name}"), format!("'{p}' is not a JSON pointer (it must start with '/')"));
+                        err(
+                            line_of(text, &[name, p]),
+                            format!("{epath}.{name}"),
+                            format!("'{p}' is not a JSON pointer (it must start with '/')"),
+                        );
                     }
                 }
-                let Schema::Record(record) = m.canonical.schema() else { continue };
+                let Schema::Record(record) = m.canonical.schema() else {
+                    continue;
+                };
                 for (field, fm) in &m.fields {
                     let fpath = format!("{epath}.fields.{field}");
                     let fline = line_of(text, &[&format!("{field}:")]);
                     if COMMON_FIELDS.contains(&field.as_str()) {
-                        err(fline, fpath.clone(), format!("'{field}' is set by the hub itself and cannot be mapped"));
-                    } else if !record.lookup.contains_key(field.split('.').next().unwrap_or(field)) {
-                        let mut known: Vec<&str> = record.fields.iter().map(|f| f.name.as_str()).filter(|f| !COMMON_FIELDS.contains(f)).collect();
+                        err(
+                            fline,
+                            fpath.clone(),
+                            format!("'{field}' is set by the hub itself and cannot be mapped"),
+                        );
+                    } else if !record
+                        .lookup
+                        .contains_key(field.split('.').next().unwrap_or(field))
+                    {
+                        let mut known: Vec<&str> = record
+                            .fields
+                            .iter()
+                            .map(|f| f.name.as_str())
+                            .filter(|f| !COMMON_FIELDS.contains(f))
+                            .collect();
                         known.sort_unstable();
-                        err(fline, fpath.clone(), format!("{} has no field '{field}'; it has {}", m.canonical, known.join(", ")));
+                        err(
+                            fline,
+                            fpath.clone(),
+                            format!(
+                                "{} has no field '{field}'; it has {}",
+                                m.canonical,
+                                known.join(", ")
+                            ),
+                        );
                     }
                     match &fm.from {
-                        Some(p) if !p.starts_with('/') => err(fline, format!("{fpath}.from"), format!("'{p}' is not a JSON pointer (it must start with '/')")),
-                        None if fm.default.is_none() => err(fline, fpath.clone(), "needs 'from' or 'default'".into()),
+                        Some(p) if !p.starts_with('/') => err(
+                            fline,
+                            format!("{fpath}.from"),
+                            format!("'{p}' is not a JSON pointer (it must start with '/')"),
+                        ),
+                        None if fm.default.is_none() => {
+                            err(fline, fpath.clone(), "needs 'from' or 'default'".into())
+                        }
                         _ => {}
                     }
                 }
@@ -211,27 +307,59 @@ fn check(topo: &Topology, text: &str) -> Vec<TopologyError> {
             let gpath = format!("{tpath}.targets[{gi}]");
             let gline = line_of(text, &["id:", &g.id]);
             if !valid_id(&g.id) {
-                err(gline, format!("{gpath}.id"), format!("target id '{}' must be lowercase letters, digits and dashes", g.id));
+                err(
+                    gline,
+                    format!("{gpath}.id"),
+                    format!(
+                        "target id '{}' must be lowercase letters, digits and dashes",
+                        g.id
+                    ),
+                );
             }
             if !target_ids.insert(&g.id) {
-                err(gline, format!("{gpath}.id"), format!("target id '{}' is used twice in tenant '{}'", g.id, t.id));
+                err(
+                    gline,
+                    format!("{gpath}.id"),
+                    format!("target id '{}' is used twice in tenant '{}'", g.id, t.id),
+                );
             }
-            if let TargetKind::Webhook { url, secret, batch_size } = &g.kind {
+            if let TargetKind::Webhook {
+                url,
+                secret,
+                batch_size,
+            } = &g.kind
+            {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    err(line_of(text, &["url:", url]), format!("{gpath}.url"), format!("'{url}' is not an http(s) URL"));
+                    err(
+                        line_of(text, &["url:", url]),
+                        format!("{gpath}.url"),
+                        format!("'{url}' is not an http(s) URL"),
+                    );
                 }
                 if secret.len() < 16 {
-                    err(line_of(text, &["secret:"]), format!("{gpath}.secret"), "must be at least 16 characters".into());
+                    err(
+                        line_of(text, &["secret:"]),
+                        format!("{gpath}.secret"),
+                        "must be at least 16 characters".into(),
+                    );
                 }
                 if *batch_size == 0 || *batch_size > 1000 {
-                    err(line_of(text, &["batch_size:"]), format!("{gpath}.batch_size"), "must be between 1 and 1000".into());
+                    err(
+                        line_of(text, &["batch_size:"]),
+                        format!("{gpath}.batch_size"),
+                        "must be between 1 and 1000".into(),
+                    );
                 }
             }
         }
         for (ri, r) in t.routes.iter().enumerate() {
             for id in &r.targets {
                 if !target_ids.contains(id) {
-                    err(line_of(text, &["targets:", id]).or_else(|| line_of(text, &[id])), format!("{tpath}.routes[{ri}].targets"), format!("no target '{id}' in tenant '{}'", t.id));
+                    err(
+                        line_of(text, &["targets:", id]).or_else(|| line_of(text, &[id])),
+                        format!("{tpath}.routes[{ri}].targets"),
+                        format!("no target '{id}' in tenant '{}'", t.id),
+                    );
                 }
             }
         }
@@ -256,7 +384,10 @@ mod tests {
 
     #[test]
     fn env_vars_expand_and_missing_ones_name_their_line() {
-        assert_eq!(expand_env("a: ${SECRET}\n", &env).unwrap(), "a: 0123456789abcdef-secret\n");
+        assert_eq!(
+            expand_env("a: ${SECRET}\n", &env).unwrap(),
+            "a: 0123456789abcdef-secret\n"
+        );
         assert_eq!(expand_env("a: ${NOPE:-x}\n", &env).unwrap(), "a: x\n");
         let e = expand_env("a: 1\nb: ${NOPE}\n", &env).unwrap_err();
         assert_eq!(e[0].line, Some(2));

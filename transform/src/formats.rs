@@ -61,7 +61,9 @@ pub fn email_is_valid(s: &str) -> bool {
 
 pub fn e164_is_valid(s: &str) -> bool {
     let digits = s.strip_prefix('+').unwrap_or("");
-    (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
+    (8..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
 }
 
 pub fn us_zip_is_valid(s: &str) -> bool {
@@ -71,9 +73,10 @@ pub fn us_zip_is_valid(s: &str) -> bool {
 }
 
 const US_STATES: [&str; 56] = [
-    "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS", "KY", "LA", "ME",
-    "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM", "NY", "NC", "ND", "OH", "OK", "OR", "PA",
-    "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA", "WV", "WI", "WY", "DC", "PR", "GU", "VI", "AS", "MP",
+    "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN", "IA", "KS",
+    "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH", "NJ", "NM", "NY",
+    "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT", "VT", "VA", "WA", "WV",
+    "WI", "WY", "DC", "PR", "GU", "VI", "AS", "MP",
 ];
 
 pub fn us_state_is_valid(s: &str) -> bool {
@@ -97,7 +100,12 @@ mod tests {
 
     #[test]
     fn real_vins_pass_and_altered_ones_fail() {
-        for vin in ["1HGCM82633A004352", "1M8GDM9AXKP042788", "5YJ3E1EA7KF317000", "WBA3A5C51CF256651"] {
+        for vin in [
+            "1HGCM82633A004352",
+            "1M8GDM9AXKP042788",
+            "5YJ3E1EA7KF317000",
+            "WBA3A5C51CF256651",
+        ] {
             assert!(vin_is_valid(vin), "{vin}");
         }
         assert!(!vin_is_valid("1HGCM82643A004352"), "wrong check digit");
@@ -113,10 +121,18 @@ mod tests {
         assert!(!email_is_valid("no at sign.com"));
         assert!(e164_is_valid("+15125550143"));
         assert!(!e164_is_valid("5125550143"));
-        assert!(us_zip_is_valid("78701") && us_zip_is_valid("78701-1234") && !us_zip_is_valid("7870"));
+        assert!(
+            us_zip_is_valid("78701") && us_zip_is_valid("78701-1234") && !us_zip_is_valid("7870")
+        );
         assert!(us_state_is_valid("TX") && !us_state_is_valid("XX"));
-        assert_eq!(phone_to_e164("(512) 555-0143").as_deref(), Some("+15125550143"));
-        assert_eq!(phone_to_e164("+44 20 7946 0958").as_deref(), Some("+442079460958"));
+        assert_eq!(
+            phone_to_e164("(512) 555-0143").as_deref(),
+            Some("+15125550143")
+        );
+        assert_eq!(
+            phone_to_e164("+44 20 7946 0958").as_deref(),
+            Some("+442079460958")
+        );
         assert_eq!(phone_to_e164("call me maybe"), None);
     }
 

@@ -46,11 +46,14 @@ impl TransformFailure {
 
 /// Maps and validates one raw change against the topology.
 pub fn transform_raw(topology: &Topology, raw: &RawChange) -> Result<Mapped, TransformFailure> {
-    let tenant = topology
-        .tenant(&raw.tenant)
-        .ok_or_else(|| TransformFailure::mapping(format!("tenant '{}' is not in the topology", raw.tenant)))?;
+    let tenant = topology.tenant(&raw.tenant).ok_or_else(|| {
+        TransformFailure::mapping(format!("tenant '{}' is not in the topology", raw.tenant))
+    })?;
     let connector = tenant.connector(&raw.connector).ok_or_else(|| {
-        TransformFailure::mapping(format!("connector '{}' is not in tenant '{}'", raw.connector, raw.tenant))
+        TransformFailure::mapping(format!(
+            "connector '{}' is not in tenant '{}'",
+            raw.connector, raw.tenant
+        ))
     })?;
     let mapping = connector.mapping(&raw.vendor_entity).ok_or_else(|| {
         TransformFailure::mapping(format!(
@@ -65,7 +68,11 @@ pub fn transform_raw(topology: &Topology, raw: &RawChange) -> Result<Mapped, Tra
                 "'{}' payloads need an XML mapping, which connector '{}' does not define",
                 raw.content_type, raw.connector
             ),
-            errors: vec![FieldError::new("payload", "unsupported_content_type", "only JSON field mappings are defined")],
+            errors: vec![FieldError::new(
+                "payload",
+                "unsupported_content_type",
+                "only JSON field mappings are defined",
+            )],
         });
     }
     let payload: Value = serde_json::from_str(&raw.payload).map_err(|e| TransformFailure {
@@ -77,7 +84,11 @@ pub fn transform_raw(topology: &Topology, raw: &RawChange) -> Result<Mapped, Tra
 }
 
 /// Applies one entity mapping to a parsed payload (also what a mapping preview calls).
-pub fn map_payload(mapping: &EntityMapping, raw: &RawChange, payload: &Value) -> Result<Mapped, TransformFailure> {
+pub fn map_payload(
+    mapping: &EntityMapping,
+    raw: &RawChange,
+    payload: &Value,
+) -> Result<Mapped, TransformFailure> {
     let entity = mapping.canonical;
     let mut errors = Vec::new();
     let mut fields = Map::new();
@@ -92,7 +103,13 @@ pub fn map_payload(mapping: &EntityMapping, raw: &RawChange, payload: &Value) ->
     if !deleted {
         entity_rules(entity, &fields, &mut errors);
     }
-    let key = identity::key_for(entity, &raw.tenant, &raw.connector, raw.external_id.as_deref(), &Value::Object(fields.clone()));
+    let key = identity::key_for(
+        entity,
+        &raw.tenant,
+        &raw.connector,
+        raw.external_id.as_deref(),
+        &Value::Object(fields.clone()),
+    );
     let Some(key) = key else {
         // A key that cannot be derived because its field already failed is not news.
         if !errors.is_empty() {
@@ -103,7 +120,10 @@ pub fn map_payload(mapping: &EntityMapping, raw: &RawChange, payload: &Value) ->
             "no_identity",
             match entity {
                 Entity::Vehicle => "a vehicle needs a VIN to be keyed by".to_string(),
-                Entity::Customer => "a customer needs an email, a phone or the vendor's id to be keyed by".to_string(),
+                Entity::Customer => {
+                    "a customer needs an email, a phone or the vendor's id to be keyed by"
+                        .to_string()
+                }
                 _ => "the record needs the vendor's id to be keyed by".to_string(),
             },
         ));
@@ -121,7 +141,10 @@ pub fn map_payload(mapping: &EntityMapping, raw: &RawChange, payload: &Value) ->
     doc.insert("source_vendor".into(), raw.vendor.clone().into());
     doc.insert("source_connector".into(), raw.connector.clone().into());
     doc.insert("source_entity".into(), raw.vendor_entity.clone().into());
-    doc.insert("external_id".into(), raw.external_id.clone().map_or(Value::Null, Value::String));
+    doc.insert(
+        "external_id".into(),
+        raw.external_id.clone().map_or(Value::Null, Value::String),
+    );
     doc.insert("source_updated_at".into(), raw.source_ts.into());
     doc.insert("received_at".into(), raw.received_at.into());
     doc.insert("ingest_id".into(), raw.ingest_id.clone().into());
@@ -129,9 +152,18 @@ pub fn map_payload(mapping: &EntityMapping, raw: &RawChange, payload: &Value) ->
     doc.extend(fields);
     let doc = Value::Object(doc);
     let avro = json_to_avro(&doc, entity.schema()).map_err(|e| {
-        validation(vec![FieldError::new(e.path(), "schema_mismatch", e.to_string())])
+        validation(vec![FieldError::new(
+            e.path(),
+            "schema_mismatch",
+            e.to_string(),
+        )])
     })?;
-    Ok(Mapped { entity, key, doc, avro })
+    Ok(Mapped {
+        entity,
+        key,
+        doc,
+        avro,
+    })
 }
 
 fn validation(errors: Vec<FieldError>) -> TransformFailure {
@@ -145,18 +177,22 @@ fn validation(errors: Vec<FieldError>) -> TransformFailure {
 
 /// Rules every record of an entity must meet, whatever the mapping says.
 fn entity_rules(entity: Entity, fields: &Map<String, Value>, errors: &mut Vec<FieldError>) {
-    if entity == Entity::Vehicle {
-        match fields.get("vin").and_then(Value::as_str) {
-            None => {
-                if !errors.iter().any(|e| e.field.as_deref() == Some("vin")) {
-                    errors.push(FieldError::new("vin", "required", "a vehicle must have a VIN"));
-                }
-            }
-            Some(v) if !formats::vin_is_valid(v) && !errors.iter().any(|e| e.field.as_deref() == Some("vin")) => {
-                errors.push(FieldError::new("vin", "vin_invalid", "the VIN is not 17 valid characters with a correct check digit"));
-            }
-            _ => {}
-        }
+    // A field the mapping already reported is not reported twice.
+    if entity != Entity::Vehicle || errors.iter().any(|e| e.field.as_deref() == Some("vin")) {
+        return;
+    }
+    match fields.get("vin").and_then(Value::as_str) {
+        None => errors.push(FieldError::new(
+            "vin",
+            "required",
+            "a vehicle must have a VIN",
+        )),
+        Some(v) if !formats::vin_is_valid(v) => errors.push(FieldError::new(
+            "vin",
+            "vin_invalid",
+            "the VIN is not 17 valid characters with a correct check digit",
+        )),
+        _ => {}
     }
 }
 
@@ -166,7 +202,9 @@ fn set_path(obj: &mut Map<String, Value>, path: &str, v: Value) {
             obj.insert(path.to_string(), v);
         }
         Some((head, rest)) => {
-            let child = obj.entry(head.to_string()).or_insert_with(|| Value::Object(Map::new()));
+            let child = obj
+                .entry(head.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
             if let Value::Object(m) = child {
                 set_path(m, rest, v);
             }
@@ -175,8 +213,17 @@ fn set_path(obj: &mut Map<String, Value>, path: &str, v: Value) {
 }
 
 fn map_field(name: &str, fm: &FieldMapping, payload: &Value) -> Result<Option<Value>, FieldError> {
-    let source = fm.from.as_deref().and_then(|p| payload.pointer(p)).cloned().unwrap_or(Value::Null);
-    let mut v = if source.is_null() { fm.default.clone().unwrap_or(Value::Null) } else { source };
+    let source = fm
+        .from
+        .as_deref()
+        .and_then(|p| payload.pointer(p))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let mut v = if source.is_null() {
+        fm.default.clone().unwrap_or(Value::Null)
+    } else {
+        source
+    };
     for t in &fm.transform {
         if v.is_null() {
             break;
@@ -190,7 +237,11 @@ fn map_field(name: &str, fm: &FieldMapping, payload: &Value) -> Result<Option<Va
     }
     if v.is_null() {
         if fm.required {
-            return Err(FieldError::new(name, "required", format!("{name} is required")));
+            return Err(FieldError::new(
+                name,
+                "required",
+                format!("{name} is required"),
+            ));
         }
         return Ok(None);
     }
@@ -203,13 +254,41 @@ fn map_field(name: &str, fm: &FieldMapping, payload: &Value) -> Result<Option<Va
 fn check_format(name: &str, f: Format, v: &Value) -> Result<(), FieldError> {
     let s = v.as_str().unwrap_or_default();
     let (ok, code, what) = match f {
-        Format::Vin => (formats::vin_is_valid(s), "vin_invalid", "a 17-character VIN with a correct check digit"),
-        Format::Email => (formats::email_is_valid(s), "email_invalid", "an email address"),
-        Format::E164 => (formats::e164_is_valid(s), "phone_invalid", "a phone number in E.164 form"),
-        Format::UsZip => (formats::us_zip_is_valid(s), "zip_invalid", "a US ZIP code (12345 or 12345-6789)"),
-        Format::UsState => (formats::us_state_is_valid(s), "state_invalid", "a two-letter US state code"),
+        Format::Vin => (
+            formats::vin_is_valid(s),
+            "vin_invalid",
+            "a 17-character VIN with a correct check digit",
+        ),
+        Format::Email => (
+            formats::email_is_valid(s),
+            "email_invalid",
+            "an email address",
+        ),
+        Format::E164 => (
+            formats::e164_is_valid(s),
+            "phone_invalid",
+            "a phone number in E.164 form",
+        ),
+        Format::UsZip => (
+            formats::us_zip_is_valid(s),
+            "zip_invalid",
+            "a US ZIP code (12345 or 12345-6789)",
+        ),
+        Format::UsState => (
+            formats::us_state_is_valid(s),
+            "state_invalid",
+            "a two-letter US state code",
+        ),
     };
-    if ok { Ok(()) } else { Err(FieldError::new(name, code, format!("{name} must be {what}"))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            name,
+            code,
+            format!("{name} must be {what}"),
+        ))
+    }
 }
 
 fn transform_code(t: Transform) -> &'static str {
@@ -238,7 +317,9 @@ fn apply(t: Transform, v: Value) -> Result<Value, String> {
             let s = scalar_text(&v).ok_or("expected a phone number")?;
             Value::String(formats::phone_to_e164(&s).ok_or("not a valid phone number")?)
         }
-        Transform::TimestampMs => Value::from(json_timestamp_ms(&v).ok_or("not a recognised date/time")?),
+        Transform::TimestampMs => {
+            Value::from(json_timestamp_ms(&v).ok_or("not a recognised date/time")?)
+        }
         Transform::MoneyMinor => Value::from(money_minor(&v).ok_or("not an amount of money")?),
         Transform::Integer => Value::from(integer(&v).ok_or("not a whole number")?),
         Transform::Boolean => Value::from(boolean(&v).ok_or("not true or false")?),
@@ -272,7 +353,11 @@ pub fn money_minor(v: &Value) -> Option<i64> {
             (minor.is_finite() && minor.abs() < 9.0e15).then_some(minor as i64)
         }
         Value::String(s) => {
-            let cleaned: String = s.trim().chars().filter(|c| !matches!(c, '$' | ',' | ' ')).collect();
+            let cleaned: String = s
+                .trim()
+                .chars()
+                .filter(|c| !matches!(c, '$' | ',' | ' '))
+                .collect();
             let (neg, body) = match cleaned.strip_prefix('-') {
                 Some(b) => (true, b),
                 None => (false, cleaned.as_str()),
@@ -281,10 +366,17 @@ pub fn money_minor(v: &Value) -> Option<i64> {
             if whole.is_empty() && frac.is_empty() {
                 return None;
             }
-            if !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 2 {
+            if !whole.bytes().all(|b| b.is_ascii_digit())
+                || !frac.bytes().all(|b| b.is_ascii_digit())
+                || frac.len() > 2
+            {
                 return None;
             }
-            let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+            let whole: i64 = if whole.is_empty() {
+                0
+            } else {
+                whole.parse().ok()?
+            };
             let cents: i64 = format!("{frac:0<2}").parse().ok()?;
             let total = whole.checked_mul(100)?.checked_add(cents)?;
             Some(if neg { -total } else { total })
@@ -295,7 +387,11 @@ pub fn money_minor(v: &Value) -> Option<i64> {
 
 fn integer(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64)),
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                .map(|f| f as i64)
+        }),
         Value::String(s) => s.trim().replace(',', "").parse().ok(),
         _ => None,
     }
@@ -333,7 +429,10 @@ mod tests {
             connector: "sf-main".into(),
             vendor: "salesforce".into(),
             vendor_entity: entity.into(),
-            external_id: payload.get("Id").and_then(Value::as_str).map(str::to_string),
+            external_id: payload
+                .get("Id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             operation: "upsert".into(),
             source_ts: 1_714_564_800_000,
             received_at: 1_714_564_801_000,
@@ -345,7 +444,10 @@ mod tests {
 
     #[test]
     fn salesforce_contact_maps_to_a_customer_keyed_by_email() {
-        let r = raw("Contact", json!({"Id":"003A","FirstName":" Pat ","LastName":"Lee","Email":" Pat.Lee@Example.com","Phone":"(512) 555-0143","MailingCity":"Austin","MailingState":"tx","MailingPostalCode":"78701"}));
+        let r = raw(
+            "Contact",
+            json!({"Id":"003A","FirstName":" Pat ","LastName":"Lee","Email":" Pat.Lee@Example.com","Phone":"(512) 555-0143","MailingCity":"Austin","MailingState":"tx","MailingPostalCode":"78701"}),
+        );
         let m = transform_raw(&topology(), &r).unwrap();
         assert_eq!(m.entity, Entity::Customer);
         assert_eq!(m.doc["email"], "pat.lee@example.com");
@@ -353,27 +455,51 @@ mod tests {
         assert_eq!(m.doc["first_name"], "Pat");
         assert_eq!(m.doc["address"]["state"], "TX");
         assert_eq!(m.doc["address"]["country"], "US");
-        assert_eq!(m.key, identity::customer_key("demo-motors", "email", "pat.lee@example.com"));
+        assert_eq!(
+            m.key,
+            identity::customer_key("demo-motors", "email", "pat.lee@example.com")
+        );
         assert_eq!(m.doc["customer_key"], m.key.as_str());
         assert_eq!(m.doc["source_updated_at"], 1_714_564_800_000i64);
     }
 
     #[test]
     fn every_failed_rule_is_listed_not_just_the_first() {
-        let r = raw("Contact", json!({"Id":"003B","Email":"nope","Phone":"12","MailingState":"ZZ"}));
+        let r = raw(
+            "Contact",
+            json!({"Id":"003B","Email":"nope","Phone":"12","MailingState":"ZZ"}),
+        );
         let f = transform_raw(&topology(), &r).unwrap_err();
         assert_eq!(f.class, "validation");
-        let mut codes: Vec<(&str, &str)> = f.errors.iter().map(|e| (e.field.as_deref().unwrap(), e.code.as_str())).collect();
+        let mut codes: Vec<(&str, &str)> = f
+            .errors
+            .iter()
+            .map(|e| (e.field.as_deref().unwrap(), e.code.as_str()))
+            .collect();
         codes.sort();
-        assert_eq!(codes, vec![("address.state", "state_invalid"), ("email", "email_invalid"), ("last_name", "required"), ("phone", "phone_invalid")]);
+        assert_eq!(
+            codes,
+            vec![
+                ("address.state", "state_invalid"),
+                ("email", "email_invalid"),
+                ("last_name", "required"),
+                ("phone", "phone_invalid")
+            ]
+        );
     }
 
     #[test]
     fn vehicle_with_a_bad_check_digit_is_refused_and_a_good_one_keyed_by_vin() {
-        let bad = raw("Vehicle__c", json!({"Id":"a01","VIN__c":"1HGCM82643A004352"}));
+        let bad = raw(
+            "Vehicle__c",
+            json!({"Id":"a01","VIN__c":"1HGCM82643A004352"}),
+        );
         let f = transform_raw(&topology(), &bad).unwrap_err();
         assert_eq!(f.errors[0].code, "vin_invalid");
-        let good = raw("Vehicle__c", json!({"Id":"a01","VIN__c":"1hgcm82633a004352","Year__c":"2021","Price__c":"$24,995.50","Mileage__c":"31,200"}));
+        let good = raw(
+            "Vehicle__c",
+            json!({"Id":"a01","VIN__c":"1hgcm82633a004352","Year__c":"2021","Price__c":"$24,995.50","Mileage__c":"31,200"}),
+        );
         let m = transform_raw(&topology(), &good).unwrap();
         assert_eq!(m.key, "1HGCM82633A004352");
         assert_eq!(m.doc["list_price_minor"], 2_499_550);

@@ -119,7 +119,8 @@ impl TransformRunner {
                     match self.session(&shutdown) {
                         Ok(()) => break,
                         Err(e) => {
-                            metrics::counter!(m::BROKER_ERRORS_TOTAL, "stage" => "transform").increment(1);
+                            metrics::counter!(m::BROKER_ERRORS_TOTAL, "stage" => "transform")
+                                .increment(1);
                             warn!(error = %e, "transform session ended; starting a new one");
                             std::thread::sleep(Duration::from_secs(1));
                         }
@@ -136,7 +137,10 @@ impl TransformRunner {
             .set("group.id", &self.cfg.group_id)
             // Static membership: a restarted worker takes its partitions back without waiting
             // for the session timeout of its previous incarnation.
-            .set("group.instance.id", format!("hub-transform-{}", self.cfg.node_id))
+            .set(
+                "group.instance.id",
+                format!("hub-transform-{}", self.cfg.node_id),
+            )
             .set("isolation.level", "read_committed")
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
@@ -148,8 +152,14 @@ impl TransformRunner {
     fn producer(&self) -> Result<ThreadedProducer<DefaultProducerContext>, KafkaError> {
         ClientConfig::new()
             .set("bootstrap.servers", &self.cfg.bootstrap)
-            .set("transactional.id", format!("hub-transform-{}", self.cfg.node_id))
-            .set("transaction.timeout.ms", self.cfg.transaction_timeout.as_millis().to_string())
+            .set(
+                "transactional.id",
+                format!("hub-transform-{}", self.cfg.node_id),
+            )
+            .set(
+                "transaction.timeout.ms",
+                self.cfg.transaction_timeout.as_millis().to_string(),
+            )
             .set("linger.ms", "2")
             .create()
     }
@@ -170,7 +180,10 @@ impl TransformRunner {
             }
             let batch = self.collect(&consumer)?;
             if consumer.context().revoked.swap(false, Ordering::SeqCst) {
-                debug!(dropped = batch.len(), "rebalance during collection; batch left to the new owner");
+                debug!(
+                    dropped = batch.len(),
+                    "rebalance during collection; batch left to the new owner"
+                );
                 continue;
             }
             if batch.is_empty() {
@@ -181,7 +194,10 @@ impl TransformRunner {
         Ok(())
     }
 
-    fn collect(&self, consumer: &BaseConsumer<RebalanceFlag>) -> Result<Vec<OwnedMessage>, KafkaError> {
+    fn collect(
+        &self,
+        consumer: &BaseConsumer<RebalanceFlag>,
+    ) -> Result<Vec<OwnedMessage>, KafkaError> {
         let mut batch = Vec::new();
         let mut deadline: Option<Instant> = None;
         loop {
@@ -243,20 +259,22 @@ impl TransformRunner {
         for ((t, p), o) in &next {
             offsets.add_partition_offset(t, *p, Offset::Offset(*o))?;
         }
-        let metadata = consumer
-            .group_metadata()
-            .ok_or(KafkaError::Global(rdkafka::types::RDKafkaErrorCode::InvalidGroupId))?;
+        let metadata = consumer.group_metadata().ok_or(KafkaError::Global(
+            rdkafka::types::RDKafkaErrorCode::InvalidGroupId,
+        ))?;
         let result = producer
             .send_offsets_to_transaction(&offsets, &metadata, self.cfg.transaction_timeout)
             .and_then(|()| producer.commit_transaction(self.cfg.transaction_timeout));
         match result {
             Ok(()) => {
-                metrics::counter!(m::TRANSFORM_TRANSACTIONS_TOTAL, "outcome" => "committed").increment(1);
+                metrics::counter!(m::TRANSFORM_TRANSACTIONS_TOTAL, "outcome" => "committed")
+                    .increment(1);
                 Ok(())
             }
             Err(KafkaError::Transaction(e)) if !e.is_fatal() => {
                 warn!(error = %e, "transaction failed; aborting and rewinding");
-                metrics::counter!(m::TRANSFORM_TRANSACTIONS_TOTAL, "outcome" => "aborted").increment(1);
+                metrics::counter!(m::TRANSFORM_TRANSACTIONS_TOTAL, "outcome" => "aborted")
+                    .increment(1);
                 producer.abort_transaction(self.cfg.transaction_timeout)?;
                 rewind(consumer, batch);
                 Ok(())
@@ -277,7 +295,11 @@ impl TransformRunner {
                 return self.dead_letter(msg, original_key, None, "decode", reason, Vec::new());
             }
         };
-        let known = self.topology.tenant(&raw.tenant).and_then(|t| t.connector(&raw.connector)).is_some();
+        let known = self
+            .topology
+            .tenant(&raw.tenant)
+            .and_then(|t| t.connector(&raw.connector))
+            .is_some();
         let (tenant_label, connector_label) = if known {
             (raw.tenant.clone(), raw.connector.clone())
         } else {
@@ -288,7 +310,11 @@ impl TransformRunner {
                 let topic = self.topology.topic_names().canonical(mapped.entity);
                 let payload = self
                     .rt
-                    .block_on(self.codec.encode_value(&topic, mapped.entity.schema_text(), mapped.avro))
+                    .block_on(self.codec.encode_value(
+                        &topic,
+                        mapped.entity.schema_text(),
+                        mapped.avro,
+                    ))
                     .map_err(|e| TransformError::Registry(e.to_string()))?;
                 metrics::counter!(m::TRANSFORM_RECORDS_TOTAL, "tenant" => tenant_label, "connector" => connector_label,
                     "entity" => mapped.entity.name(), "outcome" => "canonical")
@@ -311,7 +337,14 @@ impl TransformRunner {
                     "entity" => "unknown", "outcome" => "dead_lettered")
                 .increment(1);
                 debug!(tenant = %raw.tenant, ingest_id = %raw.ingest_id, class = failure.class, "dead-lettered");
-                self.dead_letter(msg, original_key, Some(&raw), failure.class, failure.reason, failure.errors)
+                self.dead_letter(
+                    msg,
+                    original_key,
+                    Some(&raw),
+                    failure.class,
+                    failure.reason,
+                    failure.errors,
+                )
             }
         }
     }
@@ -361,15 +394,24 @@ impl TransformRunner {
 fn send(producer: &ThreadedProducer<DefaultProducerContext>, out: &Out) {
     let mut hdrs = OwnedHeaders::new_with_capacity(out.headers.len());
     for (k, v) in &out.headers {
-        hdrs = hdrs.insert(Header { key: k, value: Some(v.as_bytes()) });
+        hdrs = hdrs.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        });
     }
-    let mut record = BaseRecord::to(&out.topic).key(&out.key).payload(&out.payload).headers(hdrs);
+    let mut record = BaseRecord::to(&out.topic)
+        .key(&out.key)
+        .payload(&out.payload)
+        .headers(hdrs);
     loop {
         match producer.send(record) {
             Ok(()) => return,
             // A full local queue drains as the broker acknowledges; wait for room. Any other
             // error surfaces at commit_transaction and aborts the batch.
-            Err((KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+            Err((
+                KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                r,
+            )) => {
                 record = r;
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -387,16 +429,23 @@ const LAG_EVERY: Duration = Duration::from_secs(10);
 /// Sets `hub_consumer_lag_messages{stage="transform", topic}`: the high watermark minus the
 /// position, summed over this worker's partitions of each topic.
 fn report_lag(consumer: &BaseConsumer<RebalanceFlag>) {
-    let Ok(positions) = consumer.position() else { return };
+    let Ok(positions) = consumer.position() else {
+        return;
+    };
     let mut lag: BTreeMap<String, i64> = BTreeMap::new();
     for el in positions.elements() {
-        let Offset::Offset(pos) = el.offset() else { continue };
-        if let Ok((_, high)) = consumer.fetch_watermarks(el.topic(), el.partition(), Duration::from_secs(2)) {
+        let Offset::Offset(pos) = el.offset() else {
+            continue;
+        };
+        if let Ok((_, high)) =
+            consumer.fetch_watermarks(el.topic(), el.partition(), Duration::from_secs(2))
+        {
             *lag.entry(el.topic().to_string()).or_default() += (high - pos).max(0);
         }
     }
     for (topic, n) in lag {
-        metrics::gauge!(m::CONSUMER_LAG_MESSAGES, "stage" => "transform", "topic" => topic).set(n as f64);
+        metrics::gauge!(m::CONSUMER_LAG_MESSAGES, "stage" => "transform", "topic" => topic)
+            .set(n as f64);
     }
 }
 
@@ -404,7 +453,9 @@ fn report_lag(consumer: &BaseConsumer<RebalanceFlag>) {
 fn rewind(consumer: &BaseConsumer<RebalanceFlag>, batch: &[OwnedMessage]) {
     let mut first: BTreeMap<(&str, i32), i64> = BTreeMap::new();
     for msg in batch {
-        let e = first.entry((msg.topic(), msg.partition())).or_insert(i64::MAX);
+        let e = first
+            .entry((msg.topic(), msg.partition()))
+            .or_insert(i64::MAX);
         *e = (*e).min(msg.offset());
     }
     for ((t, p), o) in first {

@@ -107,7 +107,10 @@ struct QuietEof;
 impl rdkafka::ClientContext for QuietEof {
     fn error(&self, error: KafkaError, reason: &str) {
         let eof = matches!(error, KafkaError::PartitionEOF(_))
-            || matches!(error, KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF));
+            || matches!(
+                error,
+                KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF)
+            );
         if !eof {
             tracing::error!(%error, reason, "schema log consumer error");
         }

@@ -6,8 +6,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use hub_schemas::{Codec, Entity};
 use hub_schemas::Topics;
+use hub_schemas::{Codec, Entity};
 use hub_topology::Topology;
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::FutureProducer;

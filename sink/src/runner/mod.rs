@@ -241,7 +241,11 @@ pub(crate) fn dlq_producer(bootstrap: &str, options: &RunnerOptions) -> Result<F
 }
 
 /// Subscribes to the canonical topics of `entities`.
-pub(crate) fn subscribe(consumer: &SinkConsumer, topics: &Topics, entities: &[Entity]) -> Result<()> {
+pub(crate) fn subscribe(
+    consumer: &SinkConsumer,
+    topics: &Topics,
+    entities: &[Entity],
+) -> Result<()> {
     let names: Vec<String> = entities.iter().map(|e| topics.canonical(*e)).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     consumer.subscribe(&refs)?;
