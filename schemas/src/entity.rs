@@ -6,6 +6,21 @@ use std::sync::OnceLock;
 
 use apache_avro::Schema;
 
+/// The fields every canonical record begins with, set by the hub itself (never mapped): who
+/// and where it came from, when, and whether it is a deletion.
+pub const ENVELOPE_FIELDS: [&str; 10] = [
+    "tenant_id",
+    "key",
+    "source_vendor",
+    "source_connector",
+    "source_entity",
+    "external_id",
+    "source_updated_at",
+    "received_at",
+    "ingest_id",
+    "deleted",
+];
+
 /// One of the canonical entity kinds the hub keeps in sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Entity {

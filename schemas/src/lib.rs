@@ -17,6 +17,6 @@ pub mod registry;
 
 pub use codec::{Codec, CodecError};
 pub use convert::{ConvertError, avro_to_json, json_to_avro};
-pub use entity::Entity;
+pub use entity::{ENVELOPE_FIELDS, Entity};
 pub use records::topics::Topics;
 pub use records::{DeadLetter, FieldError, RawChange, headers, topics};

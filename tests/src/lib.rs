@@ -260,29 +260,7 @@ pub async fn post(
 
 /// A valid VIN for `i` (check digit computed).
 pub fn vin(i: u64) -> String {
-    const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKLMNPRSTUVWXYZ";
-    let mut serial = String::new();
-    let mut n = i;
-    for _ in 0..8 {
-        serial.insert(0, ALPHABET[(n % 33) as usize] as char);
-        n /= 33;
-    }
-    let body = format!("5YJ3E1EA0{serial}");
-    const W: [u32; 17] = [8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2];
-    let val = |c: u8| -> u32 {
-        match c {
-            b'0'..=b'9' => u32::from(c - b'0'),
-            _ => [
-                1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 2, 3, 4, 5, 0, 7, 0, 9, 2, 3, 4, 5, 6, 7, 8, 9,
-            ][(c - b'A') as usize],
-        }
-    };
-    let sum: u32 = body.bytes().enumerate().map(|(i, c)| val(c) * W[i]).sum();
-    let check = match sum % 11 {
-        10 => 'X',
-        n => char::from(b'0' + n as u8),
-    };
-    format!("{}{}{}", &body[..8], check, &body[9..])
+    hub_transform::formats::sample_vin("5YJ3E1EA", i)
 }
 
 /// A Salesforce Contact; `valid = false` drops the required last name and spoils the email.

@@ -100,18 +100,7 @@ fn line_of(text: &str, needles: &[&str]) -> Option<usize> {
         .map(|i| i + 1)
 }
 
-const COMMON_FIELDS: [&str; 10] = [
-    "tenant_id",
-    "key",
-    "source_vendor",
-    "source_connector",
-    "source_entity",
-    "external_id",
-    "source_updated_at",
-    "received_at",
-    "ingest_id",
-    "deleted",
-];
+const COMMON_FIELDS: [&str; 10] = hub_schemas::ENVELOPE_FIELDS;
 
 fn valid_id(s: &str) -> bool {
     !s.is_empty()

@@ -50,6 +50,21 @@ pub fn vin_with_check_digit(vin17: &str) -> Option<String> {
     None
 }
 
+/// A deterministic, valid VIN for demos, benchmarks and tests: the first eight characters
+/// given (manufacturer and vehicle descriptor), the check digit computed, and `n` written in
+/// the eight serial positions — distinct `n` give distinct VINs.
+pub fn sample_vin(first8: &str, n: u64) -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHJKLMNPRSTUVWXYZ";
+    let mut serial = [b'0'; 8];
+    let mut rest = n;
+    for slot in serial.iter_mut().rev() {
+        *slot = ALPHABET[(rest % 33) as usize];
+        rest /= 33;
+    }
+    let body = format!("{first8:0<8.8}0{}", String::from_utf8_lossy(&serial));
+    vin_with_check_digit(&body).unwrap_or(body)
+}
+
 fn email_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| Regex::new(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$").expect("valid regex"))
@@ -134,6 +149,14 @@ mod tests {
             Some("+442079460958")
         );
         assert_eq!(phone_to_e164("call me maybe"), None);
+    }
+
+    #[test]
+    fn sample_vins_are_valid_and_distinct() {
+        let vins: std::collections::HashSet<String> =
+            (0..5000).map(|n| sample_vin("1HGCM826", n)).collect();
+        assert_eq!(vins.len(), 5000);
+        assert!(vins.iter().all(|v| vin_is_valid(v)));
     }
 
     proptest! {

@@ -87,18 +87,7 @@ pub struct Column {
 /// The envelope every canonical record starts with. A deletion overwrites these; the entity
 /// fields of a tombstone that are null keep the row's last values (a soft delete that data
 /// teams can still read).
-const ENVELOPE: [&str; 10] = [
-    "tenant_id",
-    "key",
-    "source_vendor",
-    "source_connector",
-    "source_entity",
-    "external_id",
-    "source_updated_at",
-    "received_at",
-    "ingest_id",
-    "deleted",
-];
+const ENVELOPE: [&str; 10] = hub_schemas::ENVELOPE_FIELDS;
 
 /// The sink's own columns, after the entity's.
 pub const HUB_COLUMNS: [(&str, &str); 5] = [
