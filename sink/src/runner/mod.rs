@@ -213,6 +213,11 @@ pub(crate) fn consumer(
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
+        // A read_committed fetch parked at the end of a partition is not woken when a
+        // transaction commits, only when new bytes arrive or this wait expires: the default
+        // 500 ms would be added to the latency of every record written by the transform.
+        .set("fetch.wait.max.ms", "25")
+        .set("socket.nagle.disable", "true")
         .set(
             "statistics.interval.ms",
             options.stats_interval.as_millis().to_string(),
