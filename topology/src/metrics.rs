@@ -15,7 +15,7 @@ pub const TRANSFORM_RECORDS_TOTAL: &str = "hub_transform_records_total";
 /// Transactions committed or aborted. Labels: outcome (`committed`, `aborted`).
 pub const TRANSFORM_TRANSACTIONS_TOTAL: &str = "hub_transform_transactions_total";
 /// Records through a sink. Labels: tenant, entity, target, outcome (`written`, `stale`,
-/// `duplicate`, `dead_lettered`).
+/// `skipped_replay`, `dead_lettered`).
 pub const SINK_RECORDS_TOTAL: &str = "hub_sink_records_total";
 /// Failed attempts to write to a target. Labels: target, outcome (`transient`, `permanent`).
 pub const SINK_ERRORS_TOTAL: &str = "hub_sink_errors_total";
@@ -23,7 +23,8 @@ pub const SINK_ERRORS_TOTAL: &str = "hub_sink_errors_total";
 pub const E2E_LATENCY_SECONDS: &str = "hub_e2e_latency_seconds";
 /// Hub ingest acceptance → target acknowledgement. Labels: entity, target.
 pub const PIPELINE_LATENCY_SECONDS: &str = "hub_pipeline_latency_seconds";
-/// Messages behind the high watermark per consumer group. Labels: stage, topic.
+/// Messages behind the high watermark. Labels: stage, topic (and `consumer_group` from the
+/// sinks, where several runners share a process).
 pub const CONSUMER_LAG_MESSAGES: &str = "hub_consumer_lag_messages";
 /// Errors talking to the broker. Labels: stage.
 pub const BROKER_ERRORS_TOTAL: &str = "hub_broker_errors_total";

@@ -115,12 +115,7 @@ mod tests {
 
     #[test]
     fn real_vins_pass_and_altered_ones_fail() {
-        for vin in [
-            "1HGCM82633A004352",
-            "1M8GDM9AXKP042788",
-            "5YJ3E1EA7KF317000",
-            "WBA3A5C51CF256651",
-        ] {
+        for vin in ["1HGCM82633A004352", "1M8GDM9AXKP042788"] {
             assert!(vin_is_valid(vin), "{vin}");
         }
         assert!(!vin_is_valid("1HGCM82643A004352"), "wrong check digit");

@@ -100,6 +100,25 @@ fn storage(context: &str, e: impl std::fmt::Display) -> RegistryError {
     RegistryError::Storage(format!("{context}: {e}"))
 }
 
+/// Whether a consumer error means the read cannot succeed (as opposed to a connection
+/// event that librdkafka recovers from).
+fn is_fatal(e: &KafkaError) -> bool {
+    match e {
+        KafkaError::MessageConsumption(code) | KafkaError::Global(code) => !matches!(
+            code,
+            RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::RequestTimedOut
+                | RDKafkaErrorCode::OperationTimedOut
+                | RDKafkaErrorCode::NetworkException
+                | RDKafkaErrorCode::LeaderNotAvailable
+                | RDKafkaErrorCode::NotLeaderForPartition
+                | RDKafkaErrorCode::Resolve
+        ),
+        _ => true,
+    }
+}
+
 /// The reader asks for end-of-partition events to know it has caught up; librdkafka also
 /// reports each one through the error callback, which would log an ERROR per read.
 struct QuietEof;
@@ -333,6 +352,12 @@ fn read_blocking(
                     batch.next_position = batch.next_position.max(high);
                     break;
                 }
+            }
+            // Connection trouble is reported as events that queue up while the broker is
+            // away and are still delivered after it is back; librdkafka reconnects by itself,
+            // so they only matter if the read cannot finish before its deadline.
+            Some(Err(e)) if !is_fatal(&e) => {
+                tracing::debug!(error = %e, "schema log: transient consumer event");
             }
             Some(Err(e)) => {
                 reader.position = None;

@@ -1370,4 +1370,100 @@ mod kafka {
         assert_eq!(report["by_topic"][&topic], json!(5));
         assert_eq!(report["errors"], json!([]));
     }
+
+    /// Every canonical entity, not just one: a record of each of the eight, written by the
+    /// hub's own codec (`Codec::encode_canonical` path), read back by the stock Python client.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn python_confluent_client_reads_every_canonical_entity() {
+        use rdkafka::producer::{FutureProducer, FutureRecord};
+
+        let Some(bootstrap) = bootstrap() else { return };
+        let Ok(python) = std::env::var("HUB_CONTRACT_PYTHON") else {
+            eprintln!("HUB_CONTRACT_PYTHON is not set: skipping the Python contract test");
+            return;
+        };
+        let schemas_topic = unique("_schemas_entities");
+        let registry = Arc::new(
+            SchemaRegistry::open_kafka_with(KafkaLogConfig::new(&bootstrap).topic(&schemas_topic))
+                .await
+                .unwrap(),
+        );
+        let url = serve(registry).await;
+        let names = crate::Topics::new(&unique("contract"));
+        let topics: Vec<String> = crate::Entity::ALL
+            .iter()
+            .map(|e| names.canonical(*e))
+            .collect();
+        let new_topics: Vec<_> = topics
+            .iter()
+            .map(|t| {
+                rdkafka::admin::NewTopic::new(t, 1, rdkafka::admin::TopicReplication::Fixed(1))
+            })
+            .collect();
+        for result in admin(&bootstrap)
+            .create_topics(new_topics.iter(), &AdminOptions::new())
+            .await
+            .unwrap()
+        {
+            result.unwrap();
+        }
+        let codec = crate::Codec::new(&url);
+        let producer: FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("acks", "all")
+            .create()
+            .unwrap();
+        for (entity, topic) in crate::Entity::ALL.iter().zip(&topics) {
+            // The envelope alone: every entity field is nullable and takes its default.
+            let doc = json!({
+                "tenant_id": "dealer-1", "key": format!("{entity}-1"), "source_vendor": "salesforce",
+                "source_connector": "sf-main", "source_entity": "X", "external_id": "1",
+                "source_updated_at": 1_714_564_800_000i64, "received_at": 1_714_564_801_000i64,
+                "ingest_id": format!("i-{entity}"), "deleted": false,
+            });
+            let bytes = codec
+                .encode_json(topic, entity.schema(), entity.schema_text(), &doc)
+                .await
+                .unwrap();
+            producer
+                .send(
+                    FutureRecord::to(topic).key("dealer-1/k").payload(&bytes),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+        }
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("contract/read_canonical.py");
+        let output = tokio::process::Command::new(python)
+            .arg(script)
+            .args([
+                "--bootstrap",
+                &bootstrap,
+                "--registry",
+                &url,
+                "--topics",
+                &topics.join(","),
+                "--expect",
+                "8",
+                "--timeout-s",
+                "60",
+            ])
+            .output()
+            .await
+            .unwrap();
+        let mut cleanup: Vec<&str> = topics.iter().map(String::as_str).collect();
+        cleanup.push(&schemas_topic);
+        delete_topics(&bootstrap, &cleanup).await;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "stdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+        assert_eq!(report["read"], json!(8));
+        for t in &topics {
+            assert_eq!(report["by_topic"][t], json!(1), "{t}");
+        }
+    }
 }
