@@ -255,6 +255,14 @@ async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
         "sql": if sql_url.starts_with("postgres") { "postgres" } else { "sqlite" },
         "namespace": topology.runtime.namespace,
     });
+    if !args.keep {
+        forget_subjects(
+            &client,
+            &format!("http://{}", node.control_addr),
+            &topology.runtime.namespace,
+        )
+        .await;
+    }
     node.shutdown().await;
     if !args.keep {
         let _ = crate::admin::delete_topics(&bootstrap, &topology.topics()).await;
@@ -272,6 +280,26 @@ async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Deletes the run's schema subjects (soft, then permanently) so runs leave the registry as
+/// they found it. Best effort: a failure leaves only names behind.
+async fn forget_subjects(client: &reqwest::Client, registry: &str, namespace: &str) {
+    let Ok(resp) = client.get(format!("{registry}/subjects")).send().await else {
+        return;
+    };
+    let subjects: Vec<String> = resp.json().await.unwrap_or_default();
+    let prefix = format!("{namespace}.");
+    for s in subjects.iter().filter(|s| s.starts_with(&prefix)) {
+        let _ = client
+            .delete(format!("{registry}/subjects/{s}"))
+            .send()
+            .await;
+        let _ = client
+            .delete(format!("{registry}/subjects/{s}?permanent=true"))
+            .send()
+            .await;
+    }
 }
 
 struct Row {
