@@ -151,6 +151,11 @@ impl Node {
         register_error_counters(roles);
         readiness.register("control");
         readiness.set("control", true);
+        tasks.push(watch_broker(
+            rt.kafka_bootstrap.clone(),
+            readiness.clone(),
+            shutdown_rx.clone(),
+        ));
         info!(control = %control_addr, registry = %registry_url, namespace = %rt.namespace, "node started");
         Ok(Node {
             shutdown_tx,
@@ -177,6 +182,31 @@ impl Node {
         })
         .await;
     }
+}
+
+/// Keeps the `kafka` part of `/readyz` true only while the broker answers metadata requests,
+/// so a load balancer stops sending webhooks to a node that could only answer 503.
+fn watch_broker(
+    bootstrap: String,
+    readiness: Readiness,
+    mut rx: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    readiness.set("kafka", true);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = rx.wait_for(|stop| *stop) => return,
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+            let b = bootstrap.clone();
+            let up = tokio::task::spawn_blocking(move || {
+                admin::broker_answers(&b, Duration::from_secs(3))
+            })
+            .await
+            .unwrap_or(false);
+            readiness.set("kafka", up);
+        }
+    })
 }
 
 /// Error counters exist at zero from the start, so a dashboard's rate() and an alert on them
