@@ -2,8 +2,7 @@
 //! schema registry (in memory, served on an ephemeral port), with an in-memory publisher in
 //! place of Kafka.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
@@ -806,99 +805,53 @@ async fn hostile_bodies_always_get_a_4xx_json_error_never_a_panic_or_5xx() {
     assert!(!a.status.is_server_error(), "{}", a.status);
 }
 
-/// Captures metric updates for the contract test.
-#[derive(Default, Clone)]
+/// Captures metric updates for the contract test (metrics-util's debugging recorder), read
+/// back as `name{label=value,...}` (labels sorted) → counter value or histogram count.
+#[derive(Default)]
 struct CapturingRecorder {
-    values: Arc<Mutex<HashMap<String, f64>>>,
-}
-
-struct Handle {
-    key: String,
-    values: Arc<Mutex<HashMap<String, f64>>>,
-}
-
-impl Handle {
-    fn add(&self, v: f64) {
-        *self
-            .values
-            .lock()
-            .unwrap()
-            .entry(self.key.clone())
-            .or_default() += v;
-    }
-}
-
-impl metrics::CounterFn for Handle {
-    fn increment(&self, value: u64) {
-        self.add(value as f64);
-    }
-    fn absolute(&self, value: u64) {
-        self.values
-            .lock()
-            .unwrap()
-            .insert(self.key.clone(), value as f64);
-    }
-}
-
-impl metrics::HistogramFn for Handle {
-    fn record(&self, _value: f64) {
-        // Counts observations.
-        self.add(1.0);
-    }
+    inner: metrics_util::debugging::DebuggingRecorder,
+    /// Taken once, after the recording: a snapshot drains what it reports.
+    taken: std::sync::OnceLock<Vec<(String, f64)>>,
 }
 
 impl CapturingRecorder {
-    fn handle(&self, key: &metrics::Key) -> Arc<Handle> {
-        let mut labels: Vec<String> = key
-            .labels()
-            .map(|l| format!("{}={}", l.key(), l.value()))
-            .collect();
-        labels.sort();
-        Arc::new(Handle {
-            key: format!("{}{{{}}}", key.name(), labels.join(",")),
-            values: self.values.clone(),
-        })
+    fn all(&self) -> Vec<(String, f64)> {
+        self.taken.get_or_init(|| self.take()).clone()
+    }
+
+    fn take(&self) -> Vec<(String, f64)> {
+        use metrics_util::debugging::DebugValue;
+        self.inner
+            .snapshotter()
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(ck, _, _, value)| {
+                let k = ck.key();
+                let mut labels: Vec<String> = k
+                    .labels()
+                    .map(|l| format!("{}={}", l.key(), l.value()))
+                    .collect();
+                labels.sort();
+                let v = match value {
+                    DebugValue::Counter(n) => n as f64,
+                    DebugValue::Gauge(g) => g.into_inner(),
+                    DebugValue::Histogram(h) => h.len() as f64,
+                };
+                (format!("{}{{{}}}", k.name(), labels.join(",")), v)
+            })
+            .collect()
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.all().into_iter().map(|(k, _)| k).collect()
     }
 
     fn get(&self, key: &str) -> f64 {
-        self.values.lock().unwrap().get(key).copied().unwrap_or(0.0)
-    }
-}
-
-impl metrics::Recorder for CapturingRecorder {
-    fn describe_counter(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_gauge(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn describe_histogram(
-        &self,
-        _: metrics::KeyName,
-        _: Option<metrics::Unit>,
-        _: metrics::SharedString,
-    ) {
-    }
-    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        metrics::Counter::from_arc(self.handle(key))
-    }
-    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-        metrics::Gauge::noop()
-    }
-    fn register_histogram(
-        &self,
-        key: &metrics::Key,
-        _: &metrics::Metadata<'_>,
-    ) -> metrics::Histogram {
-        metrics::Histogram::from_arc(self.handle(key))
+        self.all()
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map_or(0.0, |(_, v)| v)
     }
 }
 
@@ -911,7 +864,7 @@ fn ingest_emits_its_contract_metrics_with_labels_only_from_the_topology() {
         .enable_all()
         .build()
         .unwrap();
-    metrics::with_local_recorder(&recorder, || {
+    metrics::with_local_recorder(&recorder.inner, || {
         rt.block_on(async {
             let hub = Hub::new().await;
             assert_eq!(
@@ -974,11 +927,6 @@ fn ingest_emits_its_contract_metrics_with_labels_only_from_the_topology() {
         recorder.get(&format!("{BROKER_ERRORS_TOTAL}{{stage=ingest}}")),
         1.0
     );
-    let leaked = recorder
-        .values
-        .lock()
-        .unwrap()
-        .keys()
-        .any(|k| k.contains("attacker"));
+    let leaked = recorder.keys().iter().any(|k| k.contains("attacker"));
     assert!(!leaked, "a URL value became a label");
 }
