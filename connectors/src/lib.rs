@@ -7,5 +7,6 @@
 //!
 //! Depends on: nothing of the hub's. Must not know about: Kafka, topics, the canonical model.
 
+pub mod error;
 pub mod generic;
 pub mod timefmt;
