@@ -1,7 +1,8 @@
 //! # hub-connectors — what the hub knows about each vendor
 //!
 //! One folder per vendor, each with the same parts: auth, read, write, events, errors. Today:
-//! `hubspot` (the protocol logic — webhook v3 signatures and deliveries, error classification
+//! `salesforce` (the protocol logic — error classification, incremental SOQL with cursors,
+//! sObject Collections upsert, API limits) and `hubspot` (the protocol logic — webhook v3 signatures and deliveries, error classification
 //! and rate-limit headers, batch upsert, windowed search; client and auth to come), the hub's
 //! own generic webhook contract (`generic`: the HMAC signature scheme every generic sender and
 //! the hub's webhook sink use), the one error classification every connector reports in
@@ -12,4 +13,5 @@
 pub mod error;
 pub mod generic;
 pub mod hubspot;
+pub mod salesforce;
 pub mod timefmt;
