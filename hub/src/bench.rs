@@ -105,7 +105,7 @@ async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     // Warm up: one record of each kind through the whole path first, so schemas are
     // registered and every consumer has its partitions before the clock starts. The cold
     // start is a one-time cost of a new namespace, not the pipeline's latency.
-    let store = Reconciler::connect(&sql_url).await?;
+    let store = hub_sink::SqlStore::connect(&sql_url).await?;
     let mut accepted: HashMap<String, &'static str> = HashMap::new();
     let now = hub_schemas::records::now_ms();
     let warm_up = [
@@ -118,7 +118,7 @@ async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
         accepted.extend(ids.into_iter().map(|id| (id, entity)));
     }
     let warm_deadline = Instant::now() + Duration::from_secs(120);
-    while store.rows(&tenant_id).await.map_or(0, |r| r.len()) < accepted.len() {
+    while bench_rows(&store, &tenant_id).await.map_or(0, |r| r.len()) < accepted.len() {
         if Instant::now() > warm_deadline {
             bail!("the warm-up records did not reach the SQL sink within 120 s");
         }
@@ -205,7 +205,7 @@ async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
     // Wait for the sink to catch up, then reconcile row by row.
     let mut last = (0u64, Instant::now());
     let rows = loop {
-        let rows = store.rows(&tenant_id).await?;
+        let rows = bench_rows(&store, &tenant_id).await?;
         let n = rows.len() as u64;
         if n >= accepted.len() as u64 {
             break rows;
@@ -226,8 +226,8 @@ async fn pipeline(args: PipelineArgs) -> anyhow::Result<()> {
         if !seen.insert(r.ingest_id.as_str()) {
             duplicates += 1;
         }
-        latencies.push(r.written_at - r.source_updated_at);
-        last_write = last_write.max(r.written_at);
+        latencies.push(r.written_at_ms - r.source_updated_at_ms);
+        last_write = last_write.max(r.written_at_ms);
     }
     latencies.sort_unstable();
     let dead_lettered = count_topic(&bootstrap, &topology.topic_names().dlq_transform())?;
@@ -302,67 +302,14 @@ async fn forget_subjects(client: &reqwest::Client, registry: &str, namespace: &s
     }
 }
 
-struct Row {
-    ingest_id: String,
-    applied_count: i64,
-    written_at: i64,
-    source_updated_at: i64,
-}
-
-enum Reconciler {
-    Sqlite(sqlx::SqlitePool),
-    Postgres(sqlx::PgPool),
-}
-
-impl Reconciler {
-    async fn connect(url: &str) -> anyhow::Result<Self> {
-        Ok(if url.starts_with("postgres") {
-            Reconciler::Postgres(sqlx::PgPool::connect(url).await?)
-        } else {
-            Reconciler::Sqlite(sqlx::SqlitePool::connect(url).await?)
-        })
-    }
-
-    /// Every row the sink wrote for the tenant, across the entities the bench sends.
-    async fn rows(&self, tenant: &str) -> anyhow::Result<Vec<Row>> {
-        use sqlx::Row as _;
-        let mut out = Vec::new();
-        for entity in [Entity::Customer, Entity::Vehicle] {
-            let sql = format!(
-                "SELECT ingest_id, hub_applied_count, hub_written_at, source_updated_at FROM canonical_{} WHERE tenant_id = {}",
-                entity.name(),
-                if matches!(self, Reconciler::Postgres(_)) {
-                    "$1"
-                } else {
-                    "?"
-                }
-            );
-            let sql = sqlx::AssertSqlSafe(sql);
-            match self {
-                Reconciler::Sqlite(p) => {
-                    for r in sqlx::query(sql).bind(tenant).fetch_all(p).await? {
-                        out.push(Row {
-                            ingest_id: r.try_get(0)?,
-                            applied_count: r.try_get(1)?,
-                            written_at: r.try_get(2)?,
-                            source_updated_at: r.try_get(3)?,
-                        });
-                    }
-                }
-                Reconciler::Postgres(p) => {
-                    for r in sqlx::query(sql).bind(tenant).fetch_all(p).await? {
-                        out.push(Row {
-                            ingest_id: r.try_get(0)?,
-                            applied_count: r.try_get(1)?,
-                            written_at: r.try_get(2)?,
-                            source_updated_at: r.try_get(3)?,
-                        });
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
+/// Every row the sink wrote for the tenant, across the entities the bench sends.
+async fn bench_rows(
+    store: &hub_sink::SqlStore,
+    tenant: &str,
+) -> anyhow::Result<Vec<hub_sink::ReconciliationRow>> {
+    let mut out = store.reconciliation_rows(Entity::Customer, tenant).await?;
+    out.extend(store.reconciliation_rows(Entity::Vehicle, tenant).await?);
+    Ok(out)
 }
 
 /// Records in a topic (high minus low watermark, summed over partitions).

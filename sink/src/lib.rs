@@ -36,4 +36,4 @@ pub use offsets::{Admission, OffsetCache, Position, already_applied};
 pub use record::CanonicalRecord;
 pub use routes::{ApiRoute, SqlRoutes, webhook_routes};
 pub use runner::{ApiSinkRunner, RunnerOptions, SqlSinkRunner, WebhookSinkRunner};
-pub use store::{Backend, BatchOutcome, LedgerEntry, SqlStore, UpsertOutcome};
+pub use store::{Backend, BatchOutcome, LedgerEntry, ReconciliationRow, SqlStore, UpsertOutcome};

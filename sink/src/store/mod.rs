@@ -50,6 +50,15 @@ pub enum UpsertOutcome {
     AlreadyApplied,
 }
 
+/// One row as reconciliation sees it (see [`SqlStore::reconciliation_rows`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconciliationRow {
+    pub ingest_id: String,
+    pub applied_count: i64,
+    pub written_at_ms: i64,
+    pub source_updated_at_ms: i64,
+}
+
 /// The outcome of [`SqlStore::write_batch`], one entry per input record, in input order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchOutcome {
@@ -558,6 +567,39 @@ impl SqlStore {
     }
 
     /// How many rows of `entity` a tenant has (soft-deleted ones included).
+    /// What reconciliation compares with what ingest accepted: for every row of a tenant,
+    /// the ingest id, how many times an upsert was applied, when it was written, and the
+    /// source's timestamp.
+    pub async fn reconciliation_rows(
+        &self,
+        entity: Entity,
+        tenant: &str,
+    ) -> Result<Vec<ReconciliationRow>> {
+        let sql = format!(
+            "SELECT \"ingest_id\", hub_applied_count, hub_written_at, \"source_updated_at\" FROM {} WHERE \"tenant_id\" = {}",
+            self.table(entity).table,
+            self.backend().placeholder(1)
+        );
+        let rows = self
+            .inner
+            .pool
+            .fetch(
+                sql,
+                vec![Val::Text(Some(tenant.to_string()))],
+                &[Out::Text, Out::I64, Out::I64, Out::I64],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ReconciliationRow {
+                ingest_id: r[0].as_text().unwrap_or_default().to_string(),
+                applied_count: r[1].as_i64().unwrap_or(0),
+                written_at_ms: r[2].as_i64().unwrap_or(0),
+                source_updated_at_ms: r[3].as_i64().unwrap_or(0),
+            })
+            .collect())
+    }
+
     pub async fn count_rows(&self, entity: Entity, tenant: &str) -> Result<i64> {
         let sql = format!(
             "SELECT COUNT(*) FROM {} WHERE \"tenant_id\" = {}",
