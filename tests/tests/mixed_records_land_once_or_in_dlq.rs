@@ -128,14 +128,25 @@ async fn valid_records_land_exactly_once_and_invalid_ones_in_the_dlq_with_reason
     assert_eq!(dead.len(), 200);
 
     // The metrics contract: every metric the hub promises is on /metrics of a node running
-    // every role, after traffic.
-    let text = reqwest::get(format!("{}/metrics", hub.control))
-        .await?
-        .text()
-        .await?;
-    for name in hub_topology::metrics::ALL {
-        assert!(text.contains(name), "{name} missing from /metrics");
-    }
+    // every role, after traffic. Consumer lag is a periodic gauge (every 10 s), so wait for
+    // its first report rather than expect it at once.
+    let missing = eventually(
+        Duration::from_secs(60),
+        "every contract metric on /metrics",
+        || async {
+            let text = reqwest::get(format!("{}/metrics", hub.control))
+                .await?
+                .text()
+                .await?;
+            let missing: Vec<&str> = hub_topology::metrics::ALL
+                .into_iter()
+                .filter(|m| !text.contains(m))
+                .collect();
+            Ok(missing.is_empty().then_some(missing))
+        },
+    )
+    .await;
+    assert!(missing.is_ok(), "{missing:?}");
 
     // Data teams' stock Confluent client reads the canonical topics through our registry.
     if let Ok(python) = std::env::var("HUB_CONTRACT_PYTHON") {
