@@ -27,15 +27,22 @@ pub async fn ensure_topics(
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
-            let retention = if t.contains(".dlq.") {
-                // Dead letters wait for a person; keep them a quarter.
+            let topic = NewTopic::new(t, partitions, TopicReplication::Fixed(replication));
+            if t.contains(".state.") || t.ends_with(".xref") {
+                // Tables: the last record per key is the truth, kept for as long as the key.
+                return topic.set("cleanup.policy", "compact");
+            }
+            let retention = if t.contains(".dlq.") || t.ends_with(".conflicts") {
+                // Dead letters and conflicts wait for a person; keep them a quarter.
                 "7776000000"
+            } else if t.ends_with(".ledger") {
+                // An echo comes back within seconds of the write it reflects; a day is ample.
+                "86400000"
             } else {
                 // Seven days, room to replay after a weekend outage.
                 "604800000"
             };
-            NewTopic::new(t, partitions, TopicReplication::Fixed(replication))
-                .set("retention.ms", retention)
+            topic.set("retention.ms", retention)
         })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));

@@ -112,7 +112,7 @@ impl Node {
             readiness.register("transform");
             let cfg = hub_transform::TransformConfig::for_topology(&topology);
             let runner = hub_transform::TransformRunner::new(cfg, topology.clone(), codec.clone());
-            threads.push(runner.spawn(stop_flag.clone()));
+            threads.extend(runner.spawn(stop_flag.clone()));
             readiness.set("transform", true);
         }
         if has(roles, Role::Sink) {

@@ -11,6 +11,7 @@
 
 pub mod codec;
 pub mod convert;
+pub mod echo;
 pub mod entity;
 pub mod records;
 pub mod registry;

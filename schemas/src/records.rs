@@ -75,6 +75,36 @@ pub mod topics {
             format!("{}.dlq.sink", self.namespace)
         }
 
+        /// `<ns>.changes.<entity>`: mapped changes keyed by their canonical key, between the
+        /// transform's map stage and its resolve stage (a repartition topic, internal).
+        pub fn changes(&self, entity: crate::Entity) -> String {
+            format!("{}.changes.{}", self.namespace, entity.name())
+        }
+
+        /// `<ns>.state.<entity>` (compacted): the last accepted version of each key, with
+        /// per-field source and time, and the key's pending conflicts.
+        pub fn state(&self, entity: crate::Entity) -> String {
+            format!("{}.state.{}", self.namespace, entity.name())
+        }
+
+        /// `<ns>.xref` (compacted): a vendor record (the raw key) → the canonical keys it
+        /// became. Keyed like the raw topics, so each map worker owns its share.
+        pub fn xref(&self) -> String {
+            format!("{}.xref", self.namespace)
+        }
+
+        /// `<ns>.ledger`: what sinks wrote into the systems connectors read from, keyed like
+        /// the canonical topics; the resolve stage recognises echoes by it.
+        pub fn ledger(&self) -> String {
+            format!("{}.ledger", self.namespace)
+        }
+
+        /// `<ns>.conflicts`: every conflict, with the strategy applied or `pending`, and
+        /// every resolution.
+        pub fn conflicts(&self) -> String {
+            format!("{}.conflicts", self.namespace)
+        }
+
         /// A consumer group of this namespace, e.g. `<ns>-transform`.
         pub fn group(&self, role: &str) -> String {
             format!("{}-{role}", self.namespace)

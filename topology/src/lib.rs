@@ -8,6 +8,7 @@
 //!
 //! Depends on: hub-schemas (entity names). Must not know about: Kafka, HTTP, SQL.
 
+pub mod conflict;
 pub mod metrics;
 mod model;
 mod validate;

@@ -28,9 +28,20 @@ pub const PIPELINE_LATENCY_SECONDS: &str = "hub_pipeline_latency_seconds";
 pub const CONSUMER_LAG_MESSAGES: &str = "hub_consumer_lag_messages";
 /// Errors talking to the broker. Labels: stage.
 pub const BROKER_ERRORS_TOTAL: &str = "hub_broker_errors_total";
+/// What the resolve stage did with each change. Labels: tenant, entity, outcome (`applied`,
+/// `conflict`, `echo`, `skipped`).
+pub const TRANSFORM_DECISIONS_TOTAL: &str = "hub_transform_decisions_total";
+/// Conflicts recorded on `<ns>.conflicts`. Labels: tenant, entity, status (`pending`,
+/// `auto_resolved`, `resolved`, `resolution_rejected`, `superseded`). Appears with the
+/// first conflict.
+pub const CONFLICTS_TOTAL: &str = "hub_conflicts_total";
+/// Vendor records whose content would now derive another key than the one they were first
+/// given (a changed email): the first key is kept. Labels: tenant, entity. Appears with the
+/// first link.
+pub const IDENTITY_LINKS_TOTAL: &str = "hub_identity_links_total";
 
-/// Every metric above, for the contract test.
-pub const ALL: [&str; 11] = [
+/// Every metric above that is present from a node's first record, for the contract test.
+pub const ALL: [&str; 12] = [
     INGEST_RECORDS_TOTAL,
     INGEST_REQUESTS_TOTAL,
     INGEST_REQUEST_SECONDS,
@@ -42,4 +53,5 @@ pub const ALL: [&str; 11] = [
     PIPELINE_LATENCY_SECONDS,
     CONSUMER_LAG_MESSAGES,
     BROKER_ERRORS_TOTAL,
+    TRANSFORM_DECISIONS_TOTAL,
 ];

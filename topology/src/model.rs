@@ -78,6 +78,10 @@ pub struct Tenant {
     pub targets: Vec<Target>,
     #[serde(default)]
     pub routes: Vec<Route>,
+    /// Conflict policy per canonical entity name (`customer: { default: merge, … }`); an
+    /// entity not listed gets [`Policy::default`] (`manual`: a person decides).
+    #[serde(default)]
+    pub conflicts: BTreeMap<String, crate::conflict::Policy>,
 }
 
 /// The vendors the hub knows. An explicit list: adding one is a deliberate change.
@@ -226,6 +230,11 @@ pub enum TargetKind {
         secret: String,
         #[serde(default = "default_batch")]
         batch_size: usize,
+        /// The connector that reads the system this target writes into, if any: the sink
+        /// then records each write so that connector's report of it is recognised as the
+        /// hub's own echo (bidirectional sync without loops).
+        #[serde(default)]
+        connector: Option<String>,
     },
 }
 
@@ -304,6 +313,11 @@ impl Topology {
         let names = self.topic_names();
         let mut t = self.raw_topics();
         t.extend(Entity::ALL.iter().map(|e| names.canonical(*e)));
+        t.extend(Entity::ALL.iter().map(|e| names.changes(*e)));
+        t.extend(Entity::ALL.iter().map(|e| names.state(*e)));
+        t.push(names.xref());
+        t.push(names.ledger());
+        t.push(names.conflicts());
         t.push(names.dlq_transform());
         t.push(names.dlq_sink());
         t
@@ -311,6 +325,14 @@ impl Topology {
 }
 
 impl Tenant {
+    /// The conflict policy for one canonical entity.
+    pub fn conflict_policy(&self, entity: Entity) -> std::borrow::Cow<'_, crate::conflict::Policy> {
+        match self.conflicts.get(entity.name()) {
+            Some(p) => std::borrow::Cow::Borrowed(p),
+            None => std::borrow::Cow::Owned(crate::conflict::Policy::default()),
+        }
+    }
+
     pub fn connector(&self, id: &str) -> Option<&Connector> {
         self.connectors.iter().find(|c| c.id == id)
     }

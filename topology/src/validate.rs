@@ -5,6 +5,8 @@ use std::fmt;
 
 use apache_avro::Schema;
 
+use hub_schemas::Entity;
+
 use crate::model::{TargetKind, Topology};
 
 /// One problem in a topology file.
@@ -291,6 +293,47 @@ fn check(topo: &Topology, text: &str) -> Vec<TopologyError> {
                 }
             }
         }
+        for (entity, policy) in &t.conflicts {
+            let ppath = format!("{tpath}.conflicts.{entity}");
+            let pline = line_of(text, &[&format!("{entity}:")]);
+            if entity.parse::<Entity>().is_err() {
+                err(
+                    pline,
+                    ppath.clone(),
+                    format!("'{entity}' is not a canonical entity"),
+                );
+            }
+            let mut named: Vec<&String> = policy.connectors.keys().collect();
+            for s in std::iter::once(&policy.default)
+                .chain(policy.fields.values())
+                .chain(
+                    policy
+                        .connectors
+                        .values()
+                        .flat_map(|c| c.strategy.iter().chain(c.fields.values())),
+                )
+            {
+                if let crate::conflict::Strategy::Merge { priority } = s {
+                    named.extend(priority);
+                }
+            }
+            for c in named {
+                if t.connector(c).is_none() {
+                    err(
+                        pline,
+                        ppath.clone(),
+                        format!("tenant '{}' has no connector '{c}'", t.id),
+                    );
+                }
+            }
+            if policy.concurrency_window_ms < 0 {
+                err(
+                    pline,
+                    format!("{ppath}.concurrency_window_ms"),
+                    "must not be negative".into(),
+                );
+            }
+        }
         let mut target_ids = HashSet::new();
         for (gi, g) in t.targets.iter().enumerate() {
             let gpath = format!("{tpath}.targets[{gi}]");
@@ -316,8 +359,18 @@ fn check(topo: &Topology, text: &str) -> Vec<TopologyError> {
                 url,
                 secret,
                 batch_size,
+                connector,
             } = &g.kind
             {
+                if let Some(c) = connector
+                    && t.connector(c).is_none()
+                {
+                    err(
+                        line_of(text, &["connector:", c]),
+                        format!("{gpath}.connector"),
+                        format!("tenant '{}' has no connector '{c}'", t.id),
+                    );
+                }
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
                     err(
                         line_of(text, &["url:", url]),

@@ -18,7 +18,11 @@ pub mod formats;
 pub mod functions;
 pub mod identity;
 pub mod mapping;
+pub mod pipeline;
 pub mod runner;
+mod stage_map;
+mod stage_resolve;
+mod table;
 
 pub use mapping::{Mapped, TransformFailure, transform_raw};
 pub use runner::{TransformConfig, TransformRunner};

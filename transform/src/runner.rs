@@ -1,6 +1,8 @@
-//! The consume-transform-produce loop, in Kafka transactions.
+//! The consume-transform-produce loop, in Kafka transactions, shared by the transform's two
+//! stages (see [`crate::pipeline`]): `map` (raw → changes) and `resolve` (changes →
+//! canonical, state, conflicts).
 //!
-//! One thread per runner drives librdkafka's blocking calls (never on the async executor).
+//! One thread per stage drives librdkafka's blocking calls (never on the async executor).
 //! Each batch is one transaction: the canonical records and dead letters it produces and the
 //! input offsets it consumed commit together (`send_offsets_to_transaction` with the
 //! consumer's group metadata, so a zombie from an older generation is fenced), and consumers
@@ -10,13 +12,13 @@
 //! processed and committed. A rebalance during collection drops the collected batch (the new
 //! owner starts from the committed offsets), so revoking never has to abort half a batch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use hub_schemas::records::{now_ms, record_key};
-use hub_schemas::{Codec, DeadLetter, FieldError, headers};
+use hub_schemas::records::now_ms;
+use hub_schemas::{Codec, DeadLetter};
 use hub_topology::{Topology, metrics as m};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
@@ -25,8 +27,6 @@ use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{debug, info, warn};
-
-use crate::mapping::transform_raw;
 
 /// Settings of one transform runner. Defaults are documented where declared.
 #[derive(Debug, Clone)]
@@ -69,36 +69,11 @@ pub enum TransformError {
     Registry(String),
 }
 
-/// Notes rebalances so the loop can drop a batch collected across one.
-#[derive(Default)]
-struct RebalanceFlag {
-    revoked: AtomicBool,
-}
-
-impl ClientContext for RebalanceFlag {}
-
-impl ConsumerContext for RebalanceFlag {
-    fn pre_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if matches!(rebalance, Rebalance::Revoke(_)) {
-            self.revoked.store(true, Ordering::SeqCst);
-        }
-        info!(?rebalance, "transform rebalance");
-    }
-}
-
-/// One output record of a transaction.
-struct Out {
-    topic: String,
-    key: String,
-    payload: Vec<u8>,
-    headers: Vec<(&'static str, String)>,
-}
-
+/// Runs the transform role: both stages, each on its own thread.
 pub struct TransformRunner {
     cfg: TransformConfig,
     topology: Arc<Topology>,
     codec: Arc<Codec>,
-    rt: tokio::runtime::Handle,
 }
 
 impl TransformRunner {
@@ -108,15 +83,99 @@ impl TransformRunner {
             cfg,
             topology,
             codec,
-            rt: tokio::runtime::Handle::current(),
         }
     }
 
+    /// Starts both stages; they run until `shutdown` is set.
+    pub fn spawn(self, shutdown: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
+        let rt = tokio::runtime::Handle::current();
+        let map = crate::stage_map::MapStage::new(
+            self.topology.clone(),
+            self.codec.clone(),
+            rt.clone(),
+            self.cfg.bootstrap.clone(),
+        );
+        let resolve = crate::stage_resolve::ResolveStage::new(
+            self.topology.clone(),
+            self.codec.clone(),
+            rt,
+            self.cfg.bootstrap.clone(),
+        );
+        let mut resolve_cfg = self.cfg.clone();
+        resolve_cfg.group_id = format!("{}-resolve", self.cfg.group_id);
+        vec![
+            StageLoop {
+                cfg: self.cfg,
+                stage: map,
+            }
+            .spawn(shutdown.clone()),
+            StageLoop {
+                cfg: resolve_cfg,
+                stage: resolve,
+            }
+            .spawn(shutdown),
+        ]
+    }
+}
+
+/// Notes rebalances so the loop can drop a batch collected across one and rebuild its
+/// tables.
+#[derive(Default)]
+struct RebalanceFlag {
+    revoked: AtomicBool,
+    changed: AtomicBool,
+}
+
+impl ClientContext for RebalanceFlag {}
+
+impl ConsumerContext for RebalanceFlag {
+    fn pre_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if matches!(rebalance, Rebalance::Revoke(_)) {
+            self.revoked.store(true, Ordering::SeqCst);
+        }
+        self.changed.store(true, Ordering::SeqCst);
+        info!(?rebalance, "transform rebalance");
+    }
+}
+
+/// One output record of a transaction.
+pub(crate) struct Out {
+    pub topic: String,
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// What one stage does with its input; the loop around it is [`StageLoop`].
+pub(crate) trait Stage: Send {
+    /// `map` or `resolve`: in thread names, transactional ids and metric labels.
+    fn name(&self) -> &'static str;
+    fn input_topics(&self) -> Vec<String>;
+    /// Rebuilds what the stage keeps for its input partitions (numbers), after a rebalance
+    /// or an aborted batch.
+    fn restore(&mut self, partitions: &BTreeSet<i32>) -> Result<(), TransformError>;
+    /// Called before each batch is processed.
+    fn before_batch(&mut self) -> Result<(), TransformError> {
+        Ok(())
+    }
+    /// One input record → the records to produce for it. `Err` only for the hub's own
+    /// outages (the batch is retried); bad input becomes a dead letter in `outs`.
+    fn process(&mut self, msg: &OwnedMessage, outs: &mut Vec<Out>) -> Result<(), TransformError>;
+}
+
+/// The transactional loop around one [`Stage`].
+pub(crate) struct StageLoop<S: Stage> {
+    cfg: TransformConfig,
+    stage: S,
+}
+
+impl<S: Stage + 'static> StageLoop<S> {
     /// Runs on a dedicated thread until `shutdown` is set; a broken session (broker gone,
     /// producer fenced) is rebuilt after a pause, so the worker outlives broker outages.
-    pub fn spawn(self, shutdown: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    fn spawn(mut self, shutdown: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+        let name = self.stage.name();
         std::thread::Builder::new()
-            .name("hub-transform".into())
+            .name(format!("hub-{name}"))
             .spawn(move || {
                 while !shutdown.load(Ordering::SeqCst) {
                     match self.session(&shutdown) {
@@ -124,14 +183,18 @@ impl TransformRunner {
                         Err(e) => {
                             metrics::counter!(m::BROKER_ERRORS_TOTAL, "stage" => "transform")
                                 .increment(1);
-                            warn!(error = %e, "transform session ended; starting a new one");
+                            warn!(error = %e, stage = name, "transform session ended; starting a new one");
                             std::thread::sleep(Duration::from_secs(1));
                         }
                     }
                 }
-                info!("transform stopped");
+                info!(stage = name, "transform stage stopped");
             })
             .expect("spawn transform thread")
+    }
+
+    fn instance(&self) -> String {
+        format!("hub-transform-{}-{}", self.stage.name(), self.cfg.node_id)
     }
 
     fn consumer(&self) -> Result<BaseConsumer<RebalanceFlag>, KafkaError> {
@@ -140,25 +203,23 @@ impl TransformRunner {
             .set("group.id", &self.cfg.group_id)
             // Static membership: a restarted worker takes its partitions back without waiting
             // for the session timeout of its previous incarnation.
-            .set(
-                "group.instance.id",
-                format!("hub-transform-{}", self.cfg.node_id),
-            )
+            .set("group.instance.id", self.instance())
+            // Partition n of every input topic to the same member, so it owns partition n of
+            // the tables keyed like its inputs.
+            .set("partition.assignment.strategy", "range")
             .set("isolation.level", "read_committed")
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "25")
             .create_with_context(RebalanceFlag::default())
     }
 
     fn producer(&self) -> Result<ThreadedProducer<DefaultProducerContext>, KafkaError> {
         ClientConfig::new()
             .set("bootstrap.servers", &self.cfg.bootstrap)
-            .set(
-                "transactional.id",
-                format!("hub-transform-{}", self.cfg.node_id),
-            )
+            .set("transactional.id", self.instance())
             .set(
                 "transaction.timeout.ms",
                 self.cfg.transaction_timeout.as_millis().to_string(),
@@ -173,21 +234,24 @@ impl TransformRunner {
             .create()
     }
 
-    fn session(&self, shutdown: &AtomicBool) -> Result<(), TransformError> {
-        let topics = self.topology.raw_topics();
+    fn session(&mut self, shutdown: &AtomicBool) -> Result<(), TransformError> {
+        let topics = self.stage.input_topics();
         let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         let consumer = self.consumer()?;
         consumer.subscribe(&topic_refs)?;
         let producer = self.producer()?;
         producer.init_transactions(self.cfg.transaction_timeout)?;
-        info!(topics = ?topics, node = %self.cfg.node_id, "transform session started");
+        info!(topics = ?topics, node = %self.cfg.node_id, stage = self.stage.name(), "transform session started");
         let mut lag_at = Instant::now();
+        // Tables are rebuilt before the first batch of every assignment.
+        let mut restore = true;
         while !shutdown.load(Ordering::SeqCst) {
             if lag_at.elapsed() >= LAG_EVERY {
-                report_lag(&consumer);
+                report_lag(&consumer, self.stage.name());
                 lag_at = Instant::now();
             }
             let batch = self.collect(&consumer)?;
+            restore |= consumer.context().changed.swap(false, Ordering::SeqCst);
             if consumer.context().revoked.swap(false, Ordering::SeqCst) {
                 debug!(
                     dropped = batch.len(),
@@ -198,7 +262,18 @@ impl TransformRunner {
             if batch.is_empty() {
                 continue;
             }
-            self.transact(&consumer, &producer, &batch)?;
+            if restore {
+                let owned: BTreeSet<i32> = consumer
+                    .assignment()?
+                    .elements()
+                    .iter()
+                    .map(|e| e.partition())
+                    .collect();
+                let started = Instant::now();
+                self.stage.restore(&owned)?;
+                info!(stage = self.stage.name(), partitions = ?owned, elapsed_ms = started.elapsed().as_millis() as u64, "tables restored");
+            }
+            restore = !self.transact(&consumer, &producer, &batch)?;
         }
         Ok(())
     }
@@ -235,25 +310,24 @@ impl TransformRunner {
     }
 
     /// Processes one batch in one transaction; on an abortable failure, aborts and rewinds
-    /// the consumer to the batch's first offsets so nothing is skipped.
+    /// the consumer to the batch's first offsets so nothing is skipped. Returns whether the
+    /// batch committed (if not, the stage's tables may hold its effects and are rebuilt).
     fn transact(
-        &self,
+        &mut self,
         consumer: &BaseConsumer<RebalanceFlag>,
         producer: &ThreadedProducer<DefaultProducerContext>,
         batch: &[OwnedMessage],
-    ) -> Result<(), TransformError> {
+    ) -> Result<bool, TransformError> {
         let started = Instant::now();
         let mut outs = Vec::with_capacity(batch.len());
+        self.stage.before_batch()?;
         for msg in batch {
-            match self.process(msg) {
-                Ok(out) => outs.push(out),
-                Err(e) => {
-                    // The registry is away: do not dead-letter good records for our outage.
-                    warn!(error = %e, "transform paused: cannot encode");
-                    rewind(consumer, batch);
-                    std::thread::sleep(Duration::from_secs(1));
-                    return Ok(());
-                }
+            if let Err(e) = self.stage.process(msg, &mut outs) {
+                // The registry is away: do not dead-letter good records for our outage.
+                warn!(error = %e, "transform paused: cannot encode");
+                rewind(consumer, batch);
+                std::thread::sleep(Duration::from_secs(1));
+                return Ok(false);
             }
         }
         let processed = started.elapsed();
@@ -281,12 +355,14 @@ impl TransformRunner {
                 metrics::counter!(m::TRANSFORM_TRANSACTIONS_TOTAL, "outcome" => "committed")
                     .increment(1);
                 debug!(
+                    stage = self.stage.name(),
                     records = batch.len(),
+                    outputs = outs.len(),
                     process_ms = processed.as_millis() as u64,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "transaction committed"
                 );
-                Ok(())
+                Ok(true)
             }
             Err(KafkaError::Transaction(e)) if !e.is_fatal() => {
                 warn!(error = %e, "transaction failed; aborting and rewinding");
@@ -294,118 +370,56 @@ impl TransformRunner {
                     .increment(1);
                 producer.abort_transaction(self.cfg.transaction_timeout)?;
                 rewind(consumer, batch);
-                Ok(())
+                Ok(false)
             }
             Err(e) => Err(e.into()),
         }
     }
+}
 
-    /// One raw record → the record(s) to produce for it. `Err` only for our own outages.
-    fn process(&self, msg: &OwnedMessage) -> Result<Out, TransformError> {
-        let value = msg.payload().unwrap_or_default();
-        let original_key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned());
-        let raw = match self.rt.block_on(self.codec.decode_raw(value)) {
-            Ok(raw) => raw,
-            Err(e) if e.is_retriable() => return Err(TransformError::Registry(e.to_string())),
-            Err(e) => {
-                let reason = format!("the record could not be decoded as a RawChange: {e}");
-                return self.dead_letter(msg, original_key, None, "decode", reason, Vec::new());
-            }
-        };
-        let known = self
-            .topology
-            .tenant(&raw.tenant)
-            .and_then(|t| t.connector(&raw.connector))
-            .is_some();
-        let (tenant_label, connector_label) = if known {
-            (raw.tenant.clone(), raw.connector.clone())
-        } else {
-            ("unknown".to_string(), "unknown".to_string())
-        };
-        match transform_raw(&self.topology, &raw) {
-            Ok(mapped) => {
-                let topic = self.topology.topic_names().canonical(mapped.entity);
-                let payload = self
-                    .rt
-                    .block_on(self.codec.encode_value(
-                        &topic,
-                        mapped.entity.schema_text(),
-                        mapped.avro,
-                    ))
-                    .map_err(|e| TransformError::Registry(e.to_string()))?;
-                metrics::counter!(m::TRANSFORM_RECORDS_TOTAL, "tenant" => tenant_label, "connector" => connector_label,
-                    "entity" => mapped.entity.name(), "outcome" => "canonical")
-                .increment(1);
-                Ok(Out {
-                    topic,
-                    key: record_key(&raw.tenant, &mapped.key),
-                    payload,
-                    headers: vec![
-                        (headers::TENANT, raw.tenant.clone()),
-                        (headers::CONNECTOR, raw.connector.clone()),
-                        (headers::INGEST_ID, raw.ingest_id.clone()),
-                        (headers::ENTITY, mapped.entity.name().to_string()),
-                        (headers::RECEIVED_AT_MS, raw.received_at.to_string()),
-                    ],
-                })
-            }
-            Err(failure) => {
-                metrics::counter!(m::TRANSFORM_RECORDS_TOTAL, "tenant" => tenant_label, "connector" => connector_label,
-                    "entity" => "unknown", "outcome" => "dead_lettered")
-                .increment(1);
-                debug!(tenant = %raw.tenant, ingest_id = %raw.ingest_id, class = failure.class, "dead-lettered");
-                self.dead_letter(
-                    msg,
-                    original_key,
-                    Some(&raw),
-                    failure.class,
-                    failure.reason,
-                    failure.errors,
-                )
-            }
-        }
+/// A dead letter for one input record of the transform.
+pub(crate) fn dead_letter(
+    rt: &tokio::runtime::Handle,
+    codec: &Codec,
+    dlq: String,
+    msg: &OwnedMessage,
+    tenant: Option<(&str, &str)>,
+    failure: crate::TransformFailure,
+) -> Result<Out, TransformError> {
+    let crate::TransformFailure {
+        class,
+        reason,
+        errors,
+    } = failure;
+    let original_key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned());
+    let dl = DeadLetter {
+        stage: "transform".into(),
+        error_class: class.into(),
+        reason,
+        errors,
+        attempts: 1,
+        tenant: tenant.map(|(t, _)| t.to_string()),
+        original_topic: msg.topic().to_string(),
+        original_partition: msg.partition(),
+        original_offset: msg.offset(),
+        original_key: original_key.clone(),
+        original_value: msg.payload().unwrap_or_default().to_vec(),
+        failed_at: now_ms(),
+    };
+    let payload = rt
+        .block_on(codec.encode_dead_letter(&dlq, &dl))
+        .map_err(|e| TransformError::Registry(e.to_string()))?;
+    let mut hdrs = Vec::new();
+    if let Some((t, ingest_id)) = tenant {
+        hdrs.push((hub_schemas::headers::TENANT, t.to_string()));
+        hdrs.push((hub_schemas::headers::INGEST_ID, ingest_id.to_string()));
     }
-
-    fn dead_letter(
-        &self,
-        msg: &OwnedMessage,
-        original_key: Option<String>,
-        raw: Option<&hub_schemas::RawChange>,
-        class: &str,
-        reason: String,
-        errors: Vec<FieldError>,
-    ) -> Result<Out, TransformError> {
-        let dl = DeadLetter {
-            stage: "transform".into(),
-            error_class: class.into(),
-            reason,
-            errors,
-            attempts: 1,
-            tenant: raw.map(|r| r.tenant.clone()),
-            original_topic: msg.topic().to_string(),
-            original_partition: msg.partition(),
-            original_offset: msg.offset(),
-            original_key: original_key.clone(),
-            original_value: msg.payload().unwrap_or_default().to_vec(),
-            failed_at: now_ms(),
-        };
-        let dlq = self.topology.topic_names().dlq_transform();
-        let payload = self
-            .rt
-            .block_on(self.codec.encode_dead_letter(&dlq, &dl))
-            .map_err(|e| TransformError::Registry(e.to_string()))?;
-        let mut hdrs = Vec::new();
-        if let Some(r) = raw {
-            hdrs.push((headers::TENANT, r.tenant.clone()));
-            hdrs.push((headers::INGEST_ID, r.ingest_id.clone()));
-        }
-        Ok(Out {
-            topic: dlq,
-            key: original_key.unwrap_or_default(),
-            payload,
-            headers: hdrs,
-        })
-    }
+    Ok(Out {
+        topic: dlq,
+        key: original_key.unwrap_or_default(),
+        payload,
+        headers: hdrs,
+    })
 }
 
 fn send(producer: &ThreadedProducer<DefaultProducerContext>, out: &Out) {
@@ -445,7 +459,7 @@ const LAG_EVERY: Duration = Duration::from_secs(10);
 
 /// Sets `hub_consumer_lag_messages{stage="transform", topic}`: the high watermark minus the
 /// position, summed over this worker's partitions of each topic.
-fn report_lag(consumer: &BaseConsumer<RebalanceFlag>) {
+fn report_lag(consumer: &BaseConsumer<RebalanceFlag>, stage: &'static str) {
     let Ok(positions) = consumer.position() else {
         return;
     };
@@ -461,7 +475,7 @@ fn report_lag(consumer: &BaseConsumer<RebalanceFlag>) {
         }
     }
     for (topic, n) in lag {
-        metrics::gauge!(m::CONSUMER_LAG_MESSAGES, "stage" => "transform", "topic" => topic)
+        metrics::gauge!(m::CONSUMER_LAG_MESSAGES, "stage" => if stage == "map" { "transform" } else { "resolve" }, "topic" => topic)
             .set(n as f64);
     }
 }

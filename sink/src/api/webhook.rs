@@ -89,6 +89,7 @@ impl WebhookSink {
                 url,
                 secret,
                 batch_size,
+                ..
             } => Self::new(&target.id, url, secret, *batch_size),
             _ => Err(SinkError::Config(format!(
                 "target '{}' is not a webhook target",
