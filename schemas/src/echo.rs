@@ -9,8 +9,23 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+/// On `<ns>.ledger`, keyed `<tenant>/<canonical key>`: a sink is about to write this content
+/// into the system `connector` reads from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerRecord {
+    pub connector: String,
+    pub entity: String,
+    /// [`fields_hash`] of the written document projected onto the
+    /// connector's mapped fields.
+    pub content_hash: String,
+    /// The written record's `source_updated_at`.
+    pub version: u64,
+    pub written_at: i64,
+}
 
 /// The fields named by `fields` (dot paths such as `address.city`, plus `deleted`) that have
 /// a value in `doc`. Nulls are left out, as a mapping leaves out the fields it finds empty.
@@ -28,6 +43,28 @@ pub fn project<'a>(
             out.insert(name.to_string(), v.clone());
         }
     }
+    out
+}
+
+/// The canonical fields a connector reports back for `entity`, given the canonical fields its
+/// inbound mapping fills: those, plus `deleted`, plus for leads the person's `customer_key`
+/// (which the transform derives for every lead). A customer's own `customer_key` is its key,
+/// set by the hub, never part of a change.
+pub fn reported_fields<'a>(
+    entity: crate::Entity,
+    mapped: impl IntoIterator<Item = &'a str>,
+) -> Vec<String> {
+    let mut out: Vec<String> = mapped
+        .into_iter()
+        .filter(|f| *f != "customer_key" || entity != crate::Entity::Customer)
+        .map(str::to_string)
+        .collect();
+    out.push("deleted".into());
+    if entity == crate::Entity::Lead {
+        out.push("customer_key".into());
+    }
+    out.sort();
+    out.dedup();
     out
 }
 

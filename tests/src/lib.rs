@@ -86,6 +86,8 @@ pub struct Scenario {
 }
 
 pub const SF_SECRET: &str = "e2e-salesforce-webhook-secret";
+/// The demo topology's HubSpot webhook secret (its default).
+pub const HS_SECRET: &str = "demo-hubspot-webhook-secret";
 
 impl Scenario {
     pub fn new(name: &str, services: Services) -> anyhow::Result<Scenario> {
@@ -111,6 +113,22 @@ impl Scenario {
             dir,
             services,
         })
+    }
+
+    /// A scenario whose topology is the demo's, changed by `edit` (tenants added, conflict
+    /// policies or targets set, …).
+    pub fn with_topology(
+        name: &str,
+        services: Services,
+        edit: impl FnOnce(&mut hub_topology::Topology, &str),
+    ) -> anyhow::Result<Scenario> {
+        let s = Scenario::new(name, services)?;
+        let text = std::fs::read_to_string(&s.topology)?;
+        let mut topology =
+            hub_topology::parse_with_env(&text, &|_| None).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        edit(&mut topology, &s.tenant);
+        std::fs::write(&s.topology, serde_yaml::to_string(&topology)?)?;
+        Ok(s)
     }
 
     /// Starts `hub run` with the given roles (the control role among them, serving the
@@ -221,11 +239,32 @@ mod http_probe {
     }
 }
 
-/// Posts a signed batch; the HTTP status and the ingest ids of a 202.
+/// Posts a signed batch as the demo's Salesforce connector; the HTTP status and the ingest
+/// ids of a 202.
 pub async fn post(
     client: &reqwest::Client,
     base: &str,
     tenant: &str,
+    entity: &str,
+    records: &[Value],
+) -> anyhow::Result<(u16, Vec<String>)> {
+    post_as(
+        client,
+        base,
+        tenant,
+        ("sf-main", SF_SECRET),
+        entity,
+        records,
+    )
+    .await
+}
+
+/// Posts a signed batch as `connector` (id, webhook secret).
+pub async fn post_as(
+    client: &reqwest::Client,
+    base: &str,
+    tenant: &str,
+    (connector, secret): (&str, &str),
     entity: &str,
     records: &[Value],
 ) -> anyhow::Result<(u16, Vec<String>)> {
@@ -234,12 +273,12 @@ pub async fn post(
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs() as i64;
     let resp = client
-        .post(format!("{base}/ingest/v1/{tenant}/sf-main/{entity}"))
+        .post(format!("{base}/ingest/v1/{tenant}/{connector}/{entity}"))
         .header("content-type", "application/json")
         .header(signature::TIMESTAMP_HEADER, ts.to_string())
         .header(
             signature::SIGNATURE_HEADER,
-            signature::sign(SF_SECRET.as_bytes(), ts, &body),
+            signature::sign(secret.as_bytes(), ts, &body),
         )
         .timeout(Duration::from_secs(60))
         .body(body)
@@ -380,6 +419,21 @@ pub async fn pg_rows(
 
 /// Reads a whole topic with `read_committed`, returning (ingest-id header, value bytes) per record.
 pub fn read_topic(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<(Option<String>, Vec<u8>)>> {
+    Ok(read_keyed(bootstrap, topic)?
+        .into_iter()
+        .map(|r| (r.ingest_id, r.value))
+        .collect())
+}
+
+/// One record read back from a topic.
+pub struct TopicRecord {
+    pub key: Option<String>,
+    pub ingest_id: Option<String>,
+    pub value: Vec<u8>,
+}
+
+/// Reads a whole topic with `read_committed`, in order within each partition.
+pub fn read_keyed(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<TopicRecord>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("e2e-reader-{}", uuid::Uuid::new_v4()))
@@ -414,10 +468,30 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<(Option<St
                     .and_then(|x| x.value)
                     .map(|v| String::from_utf8_lossy(v).into_owned())
             });
-            out.push((id, m.payload().unwrap_or_default().to_vec()));
+            out.push(TopicRecord {
+                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                ingest_id: id,
+                value: m.payload().unwrap_or_default().to_vec(),
+            });
         }
     }
     Ok(out)
+}
+
+/// The sum of a counter on a node's `/metrics` over the series whose labels include every
+/// `label="value"` pair given.
+pub async fn counter(control: &str, name: &str, labels: &[(&str, &str)]) -> anyhow::Result<f64> {
+    let text = reqwest::get(format!("{control}/metrics"))
+        .await?
+        .text()
+        .await?;
+    let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .filter(|l| wanted.iter().all(|w| l.contains(w.as_str())))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
 }
 
 /// Runs the local-Kafka script (`start` / `stop`).

@@ -86,6 +86,21 @@ pub struct ResolveRequest {
     pub resolution: Resolution,
 }
 
+impl ResolveRequest {
+    /// The record that submits this resolution — (topic, key, value) on
+    /// `<ns>.changes.<entity>` — so it travels the transform path like any change and meets
+    /// the key's state in order. `None` for an unknown entity name.
+    pub fn record(&self, names: &hub_schemas::Topics) -> Option<(String, String, Vec<u8>)> {
+        let entity: Entity = self.entity.parse().ok()?;
+        let value = serde_json::to_vec(&ChangeMsg::Resolve(self.clone())).ok()?;
+        Some((
+            names.changes(entity),
+            hub_schemas::records::record_key(&self.tenant, &self.key),
+            value,
+        ))
+    }
+}
+
 /// On `<ns>.state.<entity>` (compacted), keyed `<tenant>/<canonical key>`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StateRecord {
@@ -96,6 +111,11 @@ pub struct StateRecord {
     /// Conflicts held for a person, by conflict id.
     #[serde(default)]
     pub pending: BTreeMap<String, PendingConflict>,
+    /// Per connector, the fields as it last reported them. Vendors send whole records, so a
+    /// field a system reports with the value it reported before is not a change by that
+    /// system and must not override what another system changed meanwhile.
+    #[serde(default)]
+    pub reported: BTreeMap<String, BTreeMap<String, Value>>,
 }
 
 /// On `<ns>.xref` (compacted), keyed like the raw record (`<tenant>/<connector>/<id>`): the
@@ -105,19 +125,7 @@ pub struct XrefRecord {
     pub keys: BTreeMap<String, String>,
 }
 
-/// On `<ns>.ledger`, keyed `<tenant>/<canonical key>`: a sink is about to write this content
-/// into the system `connector` reads from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LedgerRecord {
-    pub connector: String,
-    pub entity: String,
-    /// [`hub_schemas::echo::fields_hash`] of the written document projected onto the
-    /// connector's mapped fields.
-    pub content_hash: String,
-    /// The written record's `source_updated_at`.
-    pub version: u64,
-    pub written_at: i64,
-}
+pub use hub_schemas::echo::LedgerRecord;
 
 /// What a conflict record says happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -308,8 +316,7 @@ mod tests {
         };
         let rec = StateRecord {
             state,
-            origin: None,
-            pending: BTreeMap::new(),
+            ..StateRecord::default()
         };
         let back = canonical_doc(Entity::Vehicle, "t", "k", &rec);
         assert_eq!(back["address"]["city"], "Austin");

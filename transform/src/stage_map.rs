@@ -166,7 +166,11 @@ impl Stage for MapStage {
             .unwrap_or_default();
         for mapped in mapped {
             let key = self.identify(&raw_key, &raw, &mapped, outs);
-            let fields = flatten_fields(&mapped.doc);
+            let mut fields = flatten_fields(&mapped.doc);
+            if mapped.entity == Entity::Customer {
+                // A customer's `customer_key` is its key, which the resolve stage sets.
+                fields.remove("customer_key");
+            }
             let content_hash = hub_schemas::echo::fields_hash(&fields);
             let change = ChangeMsg::Change(MappedChange {
                 tenant: raw.tenant.clone(),

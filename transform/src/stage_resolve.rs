@@ -174,10 +174,21 @@ impl ResolveStage {
                     .rev()
                     .find(|e| e.content_hash == c.content_hash)
             });
+        // Only what this system changed since it last reported the key takes part.
+        let reported = before.reported.get(&c.origin.connector);
+        let fields = c
+            .fields
+            .iter()
+            .filter(|(f, v)| {
+                !(before.state.fields.contains_key(*f)
+                    && reported.and_then(|r| r.get(*f)) == Some(*v))
+            })
+            .map(|(f, v)| (f.clone(), v.clone()))
+            .collect();
         let change = Change {
             source: c.origin.connector.clone(),
             source_ts: c.origin.source_ts,
-            fields: c.fields.clone(),
+            fields,
             content_hash: Some(c.content_hash.clone()),
         };
         let decision = decide(&before.state, &change, &policy, ledger);
@@ -220,6 +231,9 @@ impl ResolveStage {
         let mut rec = before.clone();
         let changed = decision.state_changed(&before.state);
         rec.state = decision.state;
+        let newly_reported = reported != Some(&c.fields);
+        rec.reported
+            .insert(c.origin.connector.clone(), c.fields.clone());
         if changed {
             rec.origin = Some(c.origin.clone());
         }
@@ -232,7 +246,7 @@ impl ResolveStage {
         };
         if changed {
             self.emit_version(entity, &c.tenant, &c.key, &rec, outs)?;
-        } else if pending {
+        } else if pending || newly_reported {
             self.emit_state(entity, &c.tenant, &c.key, &rec, outs);
         }
         if !conflicting.is_empty() {
@@ -257,7 +271,7 @@ impl ResolveStage {
                 outs,
             );
         }
-        if changed || pending {
+        if changed || pending || newly_reported {
             self.state.insert(slot, rec);
         }
         Ok(())

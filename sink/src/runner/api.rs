@@ -38,6 +38,37 @@ pub struct ApiSinkRunner<S: Sink> {
     /// The topic namespace (canonical topics in, `<ns>.dlq.sink` out).
     names: Topics,
     options: RunnerOptions,
+    echo: Option<EchoLedger>,
+}
+
+/// For a target that writes into a system a connector reads from: what that connector will
+/// report back, so each write can be recorded on `<ns>.ledger` before it is made and its echo
+/// recognised by the transform.
+#[derive(Debug, Clone)]
+pub struct EchoLedger {
+    pub connector: String,
+    /// Per entity, the canonical fields the connector reports
+    /// ([`hub_schemas::echo::reported_fields`]).
+    pub fields: std::collections::HashMap<Entity, Vec<String>>,
+}
+
+impl EchoLedger {
+    /// The ledger of writes into the system `connector` of `tenant` reads, from its mappings.
+    pub fn for_connector(topology: &Topology, tenant: &str, connector: &str) -> Option<Self> {
+        let c = topology.tenant(tenant)?.connector(connector)?;
+        let mut fields: std::collections::HashMap<Entity, Vec<String>> = Default::default();
+        for m in &c.entities {
+            let names = fields.entry(m.canonical).or_default();
+            names.extend(m.fields.keys().cloned());
+        }
+        for (entity, names) in fields.iter_mut() {
+            *names = hub_schemas::echo::reported_fields(*entity, names.iter().map(String::as_str));
+        }
+        Some(EchoLedger {
+            connector: connector.to_string(),
+            fields,
+        })
+    }
 }
 
 /// The runner of a webhook target.
@@ -72,7 +103,13 @@ impl ApiSinkRunner<WebhookSink> {
         let sink = WebhookSink::from_target(&route.target)?;
         let names = topology.topic_names();
         let group = group_id.unwrap_or_else(|| Self::default_group(&names, tenant_id, target_id));
-        Ok(Self::with_sink(
+        let echo = match &route.target.kind {
+            hub_topology::TargetKind::Webhook {
+                connector: Some(c), ..
+            } => EchoLedger::for_connector(&topology, tenant_id, c),
+            _ => None,
+        };
+        let mut runner = Self::with_sink(
             bootstrap,
             codec,
             store,
@@ -81,7 +118,9 @@ impl ApiSinkRunner<WebhookSink> {
             sink,
             group,
         )
-        .in_namespace(names))
+        .in_namespace(names);
+        runner.echo = echo;
+        Ok(runner)
     }
 
     /// `<ns>-sink-webhook-<tenant>-<target>`.
@@ -134,7 +173,70 @@ impl<S: Sink + 'static> ApiSinkRunner<S> {
             group_id,
             names: Topics::default(),
             options: RunnerOptions::default(),
+            echo: None,
         }
+    }
+
+    /// Records every write on `<ns>.ledger` first, for the transform's echo suppression.
+    pub fn with_echo_ledger(mut self, echo: EchoLedger) -> Self {
+        self.echo = Some(echo);
+        self
+    }
+
+    /// Puts the ledger records of `records` on `<ns>.ledger` and waits for the broker's
+    /// acknowledgement: the record of a write must exist before its echo can.
+    async fn record_writes(
+        &self,
+        producer: &FutureProducer,
+        records: &[CanonicalRecord],
+    ) -> Result<()> {
+        let Some(echo) = &self.echo else {
+            return Ok(());
+        };
+        let topic = self.names.ledger();
+        let mut items = Vec::with_capacity(records.len());
+        for r in records {
+            let Some(fields) = echo.fields.get(&r.entity) else {
+                continue;
+            };
+            let projected = hub_schemas::echo::project(&r.doc, fields.iter().map(String::as_str));
+            let rec = hub_schemas::echo::LedgerRecord {
+                connector: echo.connector.clone(),
+                entity: r.entity.name().to_string(),
+                content_hash: hub_schemas::echo::fields_hash(&projected),
+                version: u64::try_from(r.source_updated_at).unwrap_or_default(),
+                written_at: hub_schemas::records::now_ms(),
+            };
+            items.push((
+                hub_schemas::records::record_key(&r.tenant, &r.key),
+                serde_json::to_vec(&rec).unwrap_or_default(),
+            ));
+        }
+        let mut pending = Vec::with_capacity(items.len());
+        for (key, payload) in &items {
+            pending.push(
+                producer
+                    .send_result(
+                        rdkafka::producer::FutureRecord::to(&topic)
+                            .key(key)
+                            .payload(payload),
+                    )
+                    .map_err(|(e, _)| e),
+            );
+        }
+        for p in pending {
+            match p {
+                Ok(delivery) => match delivery.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err((e, _))) => return Err(e.into()),
+                    Err(_) => {
+                        return Err(SinkError::Kafka(rdkafka::error::KafkaError::Canceled));
+                    }
+                },
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 
     /// Reads and dead-letters in the topic namespace `names` (default `hub`).
@@ -291,6 +393,7 @@ impl<S: Sink + 'static> ApiSinkRunner<S> {
         while !todo.is_empty() {
             let batch_records: Vec<CanonicalRecord> =
                 todo.iter().map(|j| records[*j].0.clone()).collect();
+            self.record_writes(producer, &batch_records).await?;
             let outcomes = deliver(
                 &self.store,
                 &self.sink,
