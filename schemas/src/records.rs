@@ -93,6 +93,12 @@ pub mod topics {
             format!("{}.xref", self.namespace)
         }
 
+        /// `<ns>.links` (compacted): a person key derived from new contact details → the key
+        /// the person already has. Every map worker reads all of it.
+        pub fn links(&self) -> String {
+            format!("{}.links", self.namespace)
+        }
+
         /// `<ns>.ledger`: what sinks wrote into the systems connectors read from, keyed like
         /// the canonical topics; the resolve stage recognises echoes by it.
         pub fn ledger(&self) -> String {

@@ -316,6 +316,7 @@ impl Topology {
         t.extend(Entity::ALL.iter().map(|e| names.changes(*e)));
         t.extend(Entity::ALL.iter().map(|e| names.state(*e)));
         t.push(names.xref());
+        t.push(names.links());
         t.push(names.ledger());
         t.push(names.conflicts());
         t.push(names.dlq_transform());

@@ -4,9 +4,11 @@
 //! email, else phone, else the vendor's id), but a person keeps the key they were first given:
 //! the cross-reference `<ns>.xref` remembers, per vendor record, the canonical key of each
 //! entity it became. When a later version of that record would derive another key (the
-//! customer changed their email), the hub keeps the first key and counts the link
-//! (`hub_identity_links_total`) instead of creating a second customer. Vehicles are always
-//! keyed by their VIN.
+//! customer changed their email), the hub keeps the first key and records the link — derived
+//! key → first key — on `<ns>.links` (counted in `hub_identity_links_total`) instead of
+//! creating a second customer. Every map worker reads all of `<ns>.links`, so when another
+//! system later reports the person with the new email, its record joins the same customer.
+//! Vehicles are always keyed by their VIN.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -21,7 +23,7 @@ use tracing::debug;
 use crate::mapping::{Mapped, transform_raw};
 use crate::pipeline::{ChangeMsg, MappedChange, Origin, XrefRecord, flatten_fields};
 use crate::runner::{Out, Stage, TransformError, dead_letter};
-use crate::table::read_to_end;
+use crate::table::{Follower, read_to_end};
 
 pub(crate) struct MapStage {
     topology: Arc<Topology>,
@@ -30,6 +32,16 @@ pub(crate) struct MapStage {
     bootstrap: String,
     /// Raw key → the canonical keys it became, for the partitions this worker owns.
     xref: HashMap<String, XrefRecord>,
+    /// `<tenant>/<derived person key>` → the person's key, from every partition.
+    links: HashMap<String, String>,
+    links_reader: Option<Follower>,
+}
+
+/// A link on `<ns>.links`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Link {
+    key: String,
+    linked_at: i64,
 }
 
 impl MapStage {
@@ -45,10 +57,37 @@ impl MapStage {
             rt,
             bootstrap,
             xref: HashMap::new(),
+            links: HashMap::new(),
+            links_reader: None,
         }
     }
 
-    /// Settles the key of one mapped entity against the cross-reference; returns the key.
+    fn apply_link(&mut self, key: String, value: Option<Vec<u8>>) {
+        match value.and_then(|v| serde_json::from_slice::<Link>(&v).ok()) {
+            Some(l) => {
+                self.links.insert(key, l.key);
+            }
+            None => {
+                self.links.remove(&key);
+            }
+        }
+    }
+
+    /// The person key a derived key leads to through recorded links (a bounded walk: links
+    /// never form cycles, since a link always points at a key already in use).
+    fn linked(&self, tenant: &str, derived: &str) -> String {
+        let mut key = derived.to_string();
+        for _ in 0..8 {
+            match self.links.get(&record_key(tenant, &key)) {
+                Some(next) if *next != key => key = next.clone(),
+                _ => break,
+            }
+        }
+        key
+    }
+
+    /// Settles the key of one mapped entity against the cross-reference and the links;
+    /// returns the key.
     fn identify(
         &mut self,
         raw_key: &str,
@@ -57,24 +96,49 @@ impl MapStage {
         outs: &mut Vec<Out>,
     ) -> String {
         let entity = mapped.entity.name();
-        let entry = self.xref.entry(raw_key.to_string()).or_default();
-        let key = match entry.keys.get(entity) {
-            Some(first) if *first != mapped.key && mapped.entity != Entity::Vehicle => {
-                metrics::counter!(m::IDENTITY_LINKS_TOTAL, "tenant" => raw.tenant.clone(), "entity" => entity)
-                    .increment(1);
-                debug!(tenant = %raw.tenant, entity, "identity kept across a key change");
-                first.clone()
+        let person = matches!(mapped.entity, Entity::Customer | Entity::Lead);
+        let first = self
+            .xref
+            .get(raw_key)
+            .and_then(|x| x.keys.get(entity))
+            .cloned();
+        let key = match first {
+            Some(first) if first == mapped.key => return first,
+            Some(first) if person => {
+                // Same vendor record, new contact details: the person keeps their key, and
+                // the new details lead to it from now on.
+                let link = record_key(&raw.tenant, &mapped.key);
+                if self.links.get(&link) != Some(&first) {
+                    metrics::counter!(m::IDENTITY_LINKS_TOTAL, "tenant" => raw.tenant.clone(), "entity" => entity)
+                        .increment(1);
+                    debug!(tenant = %raw.tenant, entity, "identity link recorded");
+                    self.links.insert(link.clone(), first.clone());
+                    outs.push(Out {
+                        topic: self.topology.topic_names().links(),
+                        key: link,
+                        payload: serde_json::to_vec(&Link {
+                            key: first.clone(),
+                            linked_at: hub_schemas::records::now_ms(),
+                        })
+                        .unwrap_or_default(),
+                        headers: vec![(headers::TENANT, raw.tenant.clone())],
+                    });
+                }
+                first
             }
-            Some(first) if *first == mapped.key => return mapped.key.clone(),
+            _ if person => self.linked(&raw.tenant, &mapped.key),
             _ => mapped.key.clone(),
         };
-        entry.keys.insert(entity.to_string(), key.clone());
-        outs.push(Out {
-            topic: self.topology.topic_names().xref(),
-            key: raw_key.to_string(),
-            payload: serde_json::to_vec(&*entry).unwrap_or_default(),
-            headers: vec![(headers::TENANT, raw.tenant.clone())],
-        });
+        let entry = self.xref.entry(raw_key.to_string()).or_default();
+        if entry.keys.get(entity) != Some(&key) {
+            entry.keys.insert(entity.to_string(), key.clone());
+            outs.push(Out {
+                topic: self.topology.topic_names().xref(),
+                key: raw_key.to_string(),
+                payload: serde_json::to_vec(&*entry).unwrap_or_default(),
+                headers: vec![(headers::TENANT, raw.tenant.clone())],
+            });
+        }
         key
     }
 }
@@ -89,6 +153,19 @@ impl Stage for MapStage {
     }
 
     fn restore(&mut self, partitions: &BTreeSet<i32>) -> Result<(), TransformError> {
+        self.links.clear();
+        let all: BTreeSet<i32> = (0..self.topology.runtime.partitions).collect();
+        let mut reader = Follower::new(
+            &self.bootstrap,
+            &[self.topology.topic_names().links()],
+            &all,
+        )?;
+        let mut records = Vec::new();
+        reader.catch_up(Duration::from_secs(60), |r| records.push(r))?;
+        for (_, key, value) in records {
+            self.apply_link(key, value);
+        }
+        self.links_reader = Some(reader);
         self.xref.clear();
         let topics = [self.topology.topic_names().xref()];
         for (_, key, value) in read_to_end(
@@ -105,6 +182,18 @@ impl Stage for MapStage {
                     self.xref.remove(&key);
                 }
             }
+        }
+        Ok(())
+    }
+
+    fn before_batch(&mut self) -> Result<(), TransformError> {
+        // Links other workers recorded; their open transactions are not waited for long.
+        let mut records = Vec::new();
+        if let Some(reader) = &mut self.links_reader {
+            reader.catch_up_within(Duration::from_millis(200), |r| records.push(r))?;
+        }
+        for (_, key, value) in records {
+            self.apply_link(key, value);
         }
         Ok(())
     }

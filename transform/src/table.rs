@@ -88,10 +88,30 @@ impl Follower {
         })
     }
 
-    /// Reads until every partition reached the end it had when this call began.
+    /// Reads until every partition reached the end it had when this call began; fails after
+    /// `timeout`.
     pub(crate) fn catch_up(
         &mut self,
         timeout: Duration,
+        each: impl FnMut(TableRecord),
+    ) -> Result<(), KafkaError> {
+        self.read(timeout, true, each)
+    }
+
+    /// Like [`catch_up`](Self::catch_up), but gives up quietly after `timeout`: for tables
+    /// others write in transactions, whose end may wait for their commit.
+    pub(crate) fn catch_up_within(
+        &mut self,
+        timeout: Duration,
+        each: impl FnMut(TableRecord),
+    ) -> Result<(), KafkaError> {
+        self.read(timeout, false, each)
+    }
+
+    fn read(
+        &mut self,
+        timeout: Duration,
+        strict: bool,
         mut each: impl FnMut(TableRecord),
     ) -> Result<(), KafkaError> {
         let deadline = Instant::now() + timeout;
@@ -121,7 +141,11 @@ impl Follower {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(KafkaError::Global(RDKafkaErrorCode::OperationTimedOut));
+                return if strict {
+                    Err(KafkaError::Global(RDKafkaErrorCode::OperationTimedOut))
+                } else {
+                    Ok(())
+                };
             }
             match self.consumer.poll(Duration::from_millis(50)) {
                 Some(Ok(m)) => {
