@@ -124,6 +124,10 @@ pub mod headers {
     pub const CONNECTOR: &str = "hub-connector";
     pub const INGEST_ID: &str = "hub-ingest-id";
     pub const ENTITY: &str = "hub-entity";
+    /// On canonical records: JSON object connector id → that system's id for this record
+    /// (from the transform's cross-reference), so a sink updates the right record in each
+    /// system instead of creating another.
+    pub const EXTERNAL_IDS: &str = "hub-external-ids";
     /// Milliseconds since the epoch when ingest accepted the record; for end-to-end latency.
     pub const RECEIVED_AT_MS: &str = "hub-received-at-ms";
 }

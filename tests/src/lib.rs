@@ -429,7 +429,17 @@ pub fn read_topic(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<(Option<St
 pub struct TopicRecord {
     pub key: Option<String>,
     pub ingest_id: Option<String>,
+    pub headers: Vec<(String, String)>,
     pub value: Vec<u8>,
+}
+
+impl TopicRecord {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Reads a whole topic with `read_committed`, in order within each partition.
@@ -471,6 +481,17 @@ pub fn read_keyed(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<TopicRecor
             out.push(TopicRecord {
                 key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                 ingest_id: id,
+                headers: m
+                    .headers()
+                    .map(|h| {
+                        h.iter()
+                            .map(|x| {
+                                let v = x.value.map(String::from_utf8_lossy).unwrap_or_default();
+                                (x.key.to_string(), v.into_owned())
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
                 value: m.payload().unwrap_or_default().to_vec(),
             });
         }

@@ -66,13 +66,22 @@ async fn a_new_email_links_to_the_same_customer_instead_of_creating_another() ->
 
     let first = customer_key(&s.tenant, "email", "dana@old.example");
     let names = hub_schemas::Topics::new(&s.namespace);
-    let keys: Vec<Option<String>> = read_keyed(
+    let versions = read_keyed(
         &s.services.kafka,
         &names.canonical(hub_schemas::Entity::Customer),
-    )?
-    .into_iter()
-    .map(|r| r.key)
-    .collect();
+    )?;
+    let keys: Vec<Option<String>> = versions.iter().map(|r| r.key.clone()).collect();
+    // The cross-reference travels with each version, for sinks to update the right records.
+    let ids: serde_json::Value = serde_json::from_str(
+        versions
+            .last()
+            .and_then(|r| r.header(hub_schemas::headers::EXTERNAL_IDS))
+            .unwrap_or("null"),
+    )?;
+    assert_eq!(
+        ids,
+        json!({"sf-main": "003ID0000001", "hs-marketing": "777"})
+    );
     assert_eq!(
         keys,
         vec![Some(format!("{}/{first}", s.tenant)); 3],

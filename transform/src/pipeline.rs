@@ -116,6 +116,11 @@ pub struct StateRecord {
     /// system and must not override what another system changed meanwhile.
     #[serde(default)]
     pub reported: BTreeMap<String, BTreeMap<String, Value>>,
+    /// Per connector, that system's id of this record: the cross-reference sinks use to
+    /// update the right record in each system (header `hub-external-ids` of every canonical
+    /// version).
+    #[serde(default)]
+    pub external_ids: BTreeMap<String, String>,
 }
 
 /// On `<ns>.xref` (compacted), keyed like the raw record (`<tenant>/<connector>/<id>`): the

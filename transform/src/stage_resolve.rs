@@ -97,6 +97,12 @@ impl ResolveStage {
             (headers::TENANT, tenant.to_string()),
             (headers::ENTITY, entity.name().to_string()),
         ];
+        if !rec.external_ids.is_empty() {
+            hdrs.push((
+                headers::EXTERNAL_IDS,
+                serde_json::to_string(&rec.external_ids).unwrap_or_default(),
+            ));
+        }
         if let Some(o) = &rec.origin {
             hdrs.push((headers::CONNECTOR, o.connector.clone()));
             hdrs.push((headers::INGEST_ID, o.ingest_id.clone()));
@@ -231,9 +237,16 @@ impl ResolveStage {
         let mut rec = before.clone();
         let changed = decision.state_changed(&before.state);
         rec.state = decision.state;
-        let newly_reported = reported != Some(&c.fields);
+        let mut newly_reported = reported != Some(&c.fields);
         rec.reported
             .insert(c.origin.connector.clone(), c.fields.clone());
+        if let Some(id) = &c.origin.external_id
+            && rec.external_ids.get(&c.origin.connector) != Some(id)
+        {
+            rec.external_ids
+                .insert(c.origin.connector.clone(), id.clone());
+            newly_reported = true;
+        }
         if changed {
             rec.origin = Some(c.origin.clone());
         }
