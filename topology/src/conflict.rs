@@ -99,3 +99,26 @@ impl Policy {
             .unwrap_or(&self.default)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_read_as_plain_yaml_maps() {
+        let text = "default: { merge: { priority: [sf-main, hs-marketing] } }\nfields:\n  last_name: manual\nconnectors:\n  hs-marketing: { strategy: target_wins }\n";
+        let p: Policy = serde_yaml::with::singleton_map_recursive::deserialize(
+            serde_yaml::Deserializer::from_str(text),
+        )
+        .unwrap();
+        assert_eq!(
+            p.strategy_for("sf-main", "email"),
+            &Strategy::Merge {
+                priority: vec!["sf-main".into(), "hs-marketing".into()]
+            }
+        );
+        assert_eq!(p.strategy_for("sf-main", "last_name"), &Strategy::Manual);
+        assert_eq!(p.strategy_for("hs-marketing", "email"), &Strategy::TargetWins);
+        assert_eq!(p.concurrency_window_ms, 2_000);
+    }
+}

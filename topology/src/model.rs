@@ -80,7 +80,7 @@ pub struct Tenant {
     pub routes: Vec<Route>,
     /// Conflict policy per canonical entity name (`customer: { default: merge, … }`); an
     /// entity not listed gets [`Policy::default`] (`manual`: a person decides).
-    #[serde(default)]
+    #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
     pub conflicts: BTreeMap<String, crate::conflict::Policy>,
 }
 

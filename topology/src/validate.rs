@@ -447,6 +447,23 @@ mod tests {
     }
 
     #[test]
+    fn conflict_policies_name_known_entities_and_connectors() {
+        let t = crate::parse_with_env(crate::DEMO_TOPOLOGY, &|_| None).unwrap();
+        let policy = t.tenants[0].conflict_policy(Entity::Customer);
+        assert_eq!(
+            policy.strategy_for("hs-marketing", "last_name"),
+            &crate::conflict::Strategy::Manual
+        );
+        let bad = crate::DEMO_TOPOLOGY
+            .replace("      customer:\n        default:", "      custmer:\n        default:")
+            .replace("priority: [sf-main, hs-marketing]", "priority: [sf-main, hs-nope]");
+        let errors = crate::parse_with_env(&bad, &|_| None).unwrap_err();
+        let text = format!("{errors:?}");
+        assert!(text.contains("'custmer' is not a canonical entity"), "{text}");
+        assert!(text.contains("no connector 'hs-nope'"), "{text}");
+    }
+
+    #[test]
     fn semantic_errors_name_field_and_line() {
         let text = "version: 1\ntenants:\n  - id: acme\n    connectors:\n      - id: c1\n        vendor: salesforce\n        webhook_secret: ${SECRET}\n        entities:\n          - vendor_entity: Contact\n            canonical: customer\n            fields:\n              shoe_size: { from: /Shoe }\n    routes:\n      - entities: [customer]\n        targets: [nowhere]\n";
         let e = parse_with_env(text, &env).unwrap_err();

@@ -1,17 +1,23 @@
 //! # hub-transform — raw vendor changes become canonical records
 //!
-//! Owns the consume-transform-produce loop (`runner`, in Kafka transactions: read_committed
-//! input, output and input offsets committed together) and the pure functions it drives:
-//! `mapping` (a vendor record → a canonical document through the topology's field mappings),
-//! `formats` (VIN, email, E.164, ZIP, state), `identity` (the partition key of each
-//! canonical record: VIN, customer key, or the vendor's id), `functions` (the transformation
-//! library: dates, currency, phones, text, lookups, concatenate/split — not yet reachable from
-//! topology files) and `conflict` (per-key conflict detection, strategies, echo suppression
-//! and manual resolution over a key's last accepted state — not yet driven by the loop).
+//! Two consume-transform-produce stages in Kafka transactions (`runner`: read_committed input;
+//! outputs and input offsets committed together), connected by a repartition topic
+//! (`pipeline` describes the records between them):
+//! - **map** (`stage_map`): a raw change → mapped, validated changes keyed by canonical key
+//!   (`mapping`, `formats`, `functions`), with identity settled against the cross-reference
+//!   `<ns>.xref` and the links `<ns>.links` (`identity`);
+//! - **resolve** (`stage_resolve`): each change against its key's last accepted state on the
+//!   compacted `<ns>.state.<entity>` (`conflict`: strategies, echo suppression through the
+//!   sinks' `<ns>.ledger`, manual resolution) → a canonical version, a conflict record, or
+//!   nothing.
 //!
-//! Depends on: hub-schemas (records, codec), hub-topology (mappings), hub-connectors (vendor
-//! time formats). Must not know about: HTTP, SQL, targets. The mapping functions know nothing
-//! of Kafka, so the console's preview and `hub mapping test` can call them directly.
+//! Workers keep no state of their own: each owns the table partitions matching its input
+//! partitions and rebuilds them on assignment (`table`).
+//!
+//! Depends on: hub-schemas (records, codec), hub-topology (mappings, conflict policies),
+//! hub-connectors (vendor time formats). Must not know about: HTTP, SQL, targets. The mapping
+//! functions know nothing of Kafka, so the console's preview and `hub mapping test` can call
+//! them directly.
 
 pub mod conflict;
 pub mod formats;
