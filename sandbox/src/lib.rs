@@ -14,7 +14,9 @@
 
 pub mod common;
 pub mod hubspot;
+pub mod salesforce;
 
 pub use common::faults::FaultSettings;
 pub use common::server::StartError;
 pub use hubspot::{HubSpotConfig, HubSpotSandbox};
+pub use salesforce::{SalesforceConfig, SalesforceSandbox};
