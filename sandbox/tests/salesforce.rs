@@ -322,7 +322,7 @@ async fn incremental_soql_pages_by_next_records_url_and_resumes_from_the_cursor(
         .iter()
         .map(|r| r["Id"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(fresh, [changed.clone()]);
+    assert_eq!(fresh, std::slice::from_ref(&changed));
 
     // Sforce-Query-Options: batchSize asks for smaller pages.
     let url = read::query_url(

@@ -221,7 +221,7 @@ pub(crate) async fn get_record(
 ) -> Response {
     let go = || -> Result<Value, SfError> {
         check_version(&sh, &ver)?;
-        let obj = SObject::find(&object).ok_or_else(|| SfError::not_found())?;
+        let obj = SObject::find(&object).ok_or_else(SfError::not_found)?;
         let params = parse_form(q.unwrap_or_default().as_bytes());
         let fields: Vec<&'static str> = match params.get("fields") {
             Some(list) => list

@@ -67,6 +67,9 @@ impl Record {
     }
 }
 
+/// A validated record ready to write (fields, external-id value), or why it cannot be.
+type Plan = Result<(Map<String, Value>, String), Vec<RecordError>>;
+
 /// One record's outcome in a Collections upsert.
 #[derive(Debug, Clone, PartialEq)]
 pub enum UpsertResult {
@@ -386,7 +389,7 @@ impl Store {
         now_ms: i64,
     ) -> (Vec<UpsertResult>, Vec<ChangeEvent>) {
         // Validate everything first, so allOrNone can roll back by not writing at all.
-        let mut plans: Vec<Result<(Map<String, Value>, String), Vec<RecordError>>> = Vec::new();
+        let mut plans: Vec<Plan> = Vec::new();
         let mut seen: HashMap<String, usize> = HashMap::new();
         for (i, r) in records.iter().enumerate() {
             let plan = (|| {
