@@ -758,3 +758,94 @@ async fn faults_and_hostile_input_get_salesforce_errors_not_crashes() {
     let (s, _, _) = get(&c, &url, &tok).await;
     assert_eq!(s, 401);
 }
+
+#[tokio::test]
+async fn bulk_query_job_completes_and_pages_csv_by_locator() {
+    let sb = start(SeedSize {
+        contacts: 25,
+        vehicles: 7,
+        ..Default::default()
+    })
+    .await;
+    let c = client();
+    let tok = session(&c, &sb).await;
+    let jobs = format!("{}/services/data/v{V}/jobs/query", sb.base_url());
+    let r = c
+        .post(&jobs)
+        .bearer_auth(&tok)
+        .json(&json!({"operation": "query", "query": "SELECT Id, LastName, SystemModstamp FROM Contact ORDER BY Id", "contentType": "CSV"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let job: Value = r.json().await.unwrap();
+    assert_eq!(job["state"], "UploadComplete");
+    let id = job["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("750"));
+    let status_url = format!("{jobs}/{id}");
+    // Results before completion are refused; polling moves the job on.
+    let (s, _, _) = get(&c, &format!("{status_url}/results"), &tok).await;
+    assert_eq!(s, 400);
+    let mut states = Vec::new();
+    for _ in 0..3 {
+        let (_, _, body) = get(&c, &status_url, &tok).await;
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        states.push(v["state"].as_str().unwrap().to_owned());
+        if v["state"] == "JobComplete" {
+            assert_eq!(v["numberRecordsProcessed"], 25);
+            break;
+        }
+    }
+    assert_eq!(states, ["InProgress", "JobComplete"]);
+
+    let mut rows = Vec::new();
+    let mut locator: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let url = match &locator {
+            None => format!("{status_url}/results?maxRecords=10"),
+            Some(l) => format!("{status_url}/results?maxRecords=10&locator={l}"),
+        };
+        let r = c.get(&url).bearer_auth(&tok).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let next = r.headers()["sforce-locator"].to_str().unwrap().to_owned();
+        let n: usize = r.headers()["sforce-numberofrecords"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let text = r.text().await.unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("\"Id\",\"LastName\",\"SystemModstamp\""));
+        let page: Vec<String> = lines.map(str::to_owned).collect();
+        assert_eq!(page.len(), n);
+        rows.extend(page);
+        pages += 1;
+        if next == "null" {
+            break;
+        }
+        locator = Some(next);
+    }
+    assert_eq!((pages, rows.len()), (3, 25));
+    assert!(rows[0].starts_with("\"003") && rows[0].ends_with("Z\""));
+
+    // Another API version than the job's: 409.
+    let (s, _, _) = get(
+        &c,
+        &format!(
+            "{}/services/data/v65.0/jobs/query/{id}/results",
+            sb.base_url()
+        ),
+        &tok,
+    )
+    .await;
+    assert_eq!(s, 409);
+    let r = c
+        .post(&jobs)
+        .bearer_auth(&tok)
+        .json(&json!({"operation": "query", "query": "SELECT FROM"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}

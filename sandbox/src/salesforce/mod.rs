@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | [`auth`] | `POST /services/oauth2/token` (authorization_code, refresh_token, JWT bearer, client_credentials), `GET /services/oauth2/authorize` (approve with `approve=1`), `POST /services/oauth2/revoke`; 401 `INVALID_SESSION_ID` after the session lifetime | 2.1, 2.9 |
 //! | [`api`] | `GET /services/data/`, `…/vNN.N/query` and `queryAll` (SOQL subset, `nextRecordsUrl` paging, batch size 2,000 or `Sforce-Query-Options`), `PATCH …/composite/sobjects/{SObject}/{ExternalIdField}` (200 max, per-record results, `allOrNone`), `GET …/sobjects/{SObject}/{Id}`, `GET …/limits` | 2.2–2.5, 2.8 |
+//! | [`bulk`] | Bulk API 2.0 query jobs: create, poll (`UploadComplete` → `InProgress` → `JobComplete`), CSV results with `Sforce-Locator` paging, 409 on a version mismatch | 2.6 |
 //! | [`soql`] | the SOQL subset; `MALFORMED_QUERY`, `INVALID_TYPE`, `INVALID_FIELD` | 2.4 |
 //! | [`store`], [`schema`] | Contact, Lead, Account, Opportunity, Vehicle__c (VIN__c external id), 18-character ids, validation codes | 2.3, 2.5 |
 //! | [`seed`] | deterministic dealership records with valid VINs | — |
@@ -15,6 +16,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bulk;
 pub mod errors;
 pub mod schema;
 pub mod seed;
@@ -73,6 +75,10 @@ pub struct SalesforceConfig {
     pub max_page_size: usize,
     /// §2.11: the error code for more than 200 Collections records is not confirmed.
     pub too_many_records_code: String,
+    /// Status polls a Bulk 2.0 query job takes to reach `JobComplete` (§2.6).
+    pub bulk_polls_to_complete: u32,
+    /// Rows per Bulk 2.0 results page when `maxRecords` is not given.
+    pub bulk_max_records: usize,
 }
 
 impl Default for SalesforceConfig {
@@ -100,6 +106,8 @@ impl Default for SalesforceConfig {
             daily_api_requests: 15_000,
             max_page_size: 2000,
             too_many_records_code: "EXCEEDED_ID_LIMIT".into(),
+            bulk_polls_to_complete: 2,
+            bulk_max_records: 50_000,
         }
     }
 }
@@ -112,6 +120,8 @@ pub(crate) struct OrgState {
     pub locator_seq: u64,
     /// Timestamps (ms) of counted API requests over the rolling 24 hours (§2.8).
     pub api_usage: VecDeque<i64>,
+    pub jobs: HashMap<String, bulk::QueryJob>,
+    pub job_seq: u64,
 }
 
 pub(crate) struct Shared {
@@ -166,6 +176,8 @@ impl SalesforceSandbox {
                 locators: HashMap::new(),
                 locator_seq: 0,
                 api_usage: VecDeque::new(),
+                jobs: HashMap::new(),
+                job_seq: 0,
             }),
             changes: Mutex::new(Vec::new()),
             base_url: OnceLock::new(),
@@ -301,6 +313,12 @@ fn router(shared: Arc<Shared>) -> Router {
         .route(
             "/services/data/{ver}/sobjects/{object}/{id}",
             get(api::get_record),
+        )
+        .route("/services/data/{ver}/jobs/query", post(bulk::create))
+        .route("/services/data/{ver}/jobs/query/{id}", get(bulk::status))
+        .route(
+            "/services/data/{ver}/jobs/query/{id}/results",
+            get(bulk::results),
         )
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
