@@ -849,3 +849,136 @@ async fn bulk_query_job_completes_and_pages_csv_by_locator() {
         .unwrap();
     assert_eq!(r.status(), 400);
 }
+
+async fn bayeux(c: &reqwest::Client, sb: &SalesforceSandbox, tok: &str, msgs: Value) -> Vec<Value> {
+    let r = c
+        .post(format!("{}/cometd/{V}", sb.base_url()))
+        .bearer_auth(tok)
+        .json(&msgs)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<Vec<Value>>().await.unwrap()
+}
+
+#[tokio::test]
+async fn cometd_delivers_change_events_with_origin_and_replay() {
+    let sb = SalesforceSandbox::start(SalesforceConfig {
+        cometd_timeout: Duration::from_secs(10),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let c = client();
+    let tok = session(&c, &sb).await;
+    let hs = bayeux(&c, &sb, &tok, json!([{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["long-polling"], "id": "1"}])).await;
+    assert_eq!(hs[0]["successful"], true);
+    let client_id = hs[0]["clientId"].as_str().unwrap().to_owned();
+    let sub = bayeux(&c, &sb, &tok, json!([{"channel": "/meta/subscribe", "clientId": client_id, "subscription": "/data/ContactChangeEvent", "ext": {"replay": {"/data/ContactChangeEvent": -1}}}])).await;
+    assert_eq!(sub[0]["successful"], true);
+    let bad = bayeux(&c, &sb, &tok, json!([{"channel": "/meta/subscribe", "clientId": client_id, "subscription": "/data/WidgetChangeEvent"}])).await;
+    assert_eq!(bad[0]["successful"], false);
+
+    // The long poll is open before the write; it returns when the event is committed.
+    let poll = {
+        let (c, tok, url, id) = (
+            c.clone(),
+            tok.clone(),
+            format!("{}/cometd/{V}/connect", sb.base_url()),
+            client_id.clone(),
+        );
+        tokio::spawn(async move {
+            c.post(url)
+                .bearer_auth(tok)
+                .json(&json!([{"channel": "/meta/connect", "clientId": id, "connectionType": "long-polling"}]))
+                .send()
+                .await
+                .unwrap()
+                .json::<Vec<Value>>()
+                .await
+                .unwrap()
+        })
+    };
+    let url = write::upsert_url(sb.base_url(), V, "Contact", "DMS_Customer_Id__c").unwrap();
+    let r = c
+        .patch(&url)
+        .bearer_auth(&tok)
+        .header("Sforce-Call-Options", "client=hub-connector")
+        .json(&json!({"allOrNone": false, "records": [{"attributes": {"type": "Contact"}, "DMS_Customer_Id__c": "C77", "LastName": "Okafor"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let got = tokio::time::timeout(Duration::from_secs(10), poll)
+        .await
+        .unwrap()
+        .unwrap();
+    let event = &got[0];
+    assert_eq!(event["channel"], "/data/ContactChangeEvent");
+    let header = &event["data"]["payload"]["ChangeEventHeader"];
+    assert_eq!(header["changeType"], "CREATE");
+    assert_eq!(header["entityName"], "Contact");
+    assert!(
+        header["changeOrigin"]
+            .as_str()
+            .unwrap()
+            .ends_with(";client=hub-connector")
+    );
+    assert_eq!(event["data"]["payload"]["LastName"], "Okafor");
+    assert_eq!(event["data"]["event"]["replayId"], 1);
+    assert_eq!(got.last().unwrap()["channel"], "/meta/connect");
+    let id = header["recordIds"][0].as_str().unwrap().to_owned();
+
+    // A UI change and an injected gap, replayed from the start (-2) by a new client.
+    sb.update(
+        &id,
+        Map::from_iter([("Email".to_owned(), json!("okafor@example.com"))]),
+    )
+    .unwrap();
+    sb.inject_gap("Contact", &id, "GAP_UPDATE");
+    let hs = bayeux(
+        &c,
+        &sb,
+        &tok,
+        json!({"channel": "/meta/handshake", "version": "1.0"}),
+    )
+    .await;
+    let other = hs[0]["clientId"].as_str().unwrap().to_owned();
+    bayeux(&c, &sb, &tok, json!([{"channel": "/meta/subscribe", "clientId": other, "subscription": "/data/ChangeEvents", "ext": {"replay": {"/data/ChangeEvents": -2}}}])).await;
+    let got = bayeux(
+        &c,
+        &sb,
+        &tok,
+        json!([{"channel": "/meta/connect", "clientId": other, "connectionType": "long-polling"}]),
+    )
+    .await;
+    let types: Vec<_> = got
+        .iter()
+        .filter_map(|m| m["data"]["payload"]["ChangeEventHeader"]["changeType"].as_str())
+        .collect();
+    assert_eq!(types, ["CREATE", "UPDATE", "GAP_UPDATE"]);
+    let update = &got[1]["data"]["payload"];
+    assert_eq!(
+        update["ChangeEventHeader"]["changedFields"],
+        json!(["Email", "LastModifiedDate"])
+    );
+    assert_eq!(update["Email"], "okafor@example.com");
+
+    // An unknown client is told to handshake again; no session, no stream.
+    let gone = bayeux(
+        &c,
+        &sb,
+        &tok,
+        json!([{"channel": "/meta/connect", "clientId": "nope"}]),
+    )
+    .await;
+    assert_eq!(gone[0]["advice"]["reconnect"], "handshake");
+    let r = c
+        .post(format!("{}/cometd/{V}", sb.base_url()))
+        .json(&json!([{"channel": "/meta/handshake"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}

@@ -263,6 +263,7 @@ pub(crate) async fn get_record(
 pub(crate) async fn collection_upsert(
     State(sh): State<Arc<Shared>>,
     Path((ver, object, field)): Path<(String, String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let go = || -> Result<Value, SfError> {
@@ -315,7 +316,24 @@ pub(crate) async fn collection_upsert(
             lock(&sh.state)
                 .store
                 .upsert_collection(obj, ext.name, records, all_or_none, now);
-        lock(&sh.changes).extend(events);
+        // §2.7: `changeOrigin` carries the `client=` tag of `Sforce-Call-Options`.
+        let client = headers
+            .get("sforce-call-options")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.split(',')
+                    .find_map(|kv| kv.trim().strip_prefix("client="))
+            })
+            .map(|c| format!(";client={c}"))
+            .unwrap_or_default();
+        let origin = format!(
+            "com/salesforce/api/rest/{}{client}",
+            ver.trim_start_matches('v')
+        );
+        sh.publish(events.into_iter().map(|mut e| {
+            e.origin = origin.clone();
+            e
+        }));
         Ok(Value::Array(results.iter().map(|r| r.to_json()).collect()))
     };
     match go() {

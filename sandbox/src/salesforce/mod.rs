@@ -7,6 +7,7 @@
 //! | [`auth`] | `POST /services/oauth2/token` (authorization_code, refresh_token, JWT bearer, client_credentials), `GET /services/oauth2/authorize` (approve with `approve=1`), `POST /services/oauth2/revoke`; 401 `INVALID_SESSION_ID` after the session lifetime | 2.1, 2.9 |
 //! | [`api`] | `GET /services/data/`, `…/vNN.N/query` and `queryAll` (SOQL subset, `nextRecordsUrl` paging, batch size 2,000 or `Sforce-Query-Options`), `PATCH …/composite/sobjects/{SObject}/{ExternalIdField}` (200 max, per-record results, `allOrNone`), `GET …/sobjects/{SObject}/{Id}`, `GET …/limits` | 2.2–2.5, 2.8 |
 //! | [`bulk`] | Bulk API 2.0 query jobs: create, poll (`UploadComplete` → `InProgress` → `JobComplete`), CSV results with `Sforce-Locator` paging, 409 on a version mismatch | 2.6 |
+//! | [`cometd`] | CDC over CometD/Bayeux long polling: handshake, subscribe with replay (-1, -2, id), connect, disconnect; events for API and UI changes, with `changeOrigin` from `Sforce-Call-Options`, and injectable gap events | 2.7 |
 //! | [`soql`] | the SOQL subset; `MALFORMED_QUERY`, `INVALID_TYPE`, `INVALID_FIELD` | 2.4 |
 //! | [`store`], [`schema`] | Contact, Lead, Account, Opportunity, Vehicle__c (VIN__c external id), 18-character ids, validation codes | 2.3, 2.5 |
 //! | [`seed`] | deterministic dealership records with valid VINs | — |
@@ -17,6 +18,7 @@
 pub mod api;
 pub mod auth;
 pub mod bulk;
+pub mod cometd;
 pub mod errors;
 pub mod schema;
 pub mod seed;
@@ -79,6 +81,8 @@ pub struct SalesforceConfig {
     pub bulk_polls_to_complete: u32,
     /// Rows per Bulk 2.0 results page when `maxRecords` is not given.
     pub bulk_max_records: usize,
+    /// How long `/meta/connect` is held open without events (§2.7; Salesforce advises 110 s).
+    pub cometd_timeout: Duration,
 }
 
 impl Default for SalesforceConfig {
@@ -108,6 +112,7 @@ impl Default for SalesforceConfig {
             too_many_records_code: "EXCEEDED_ID_LIMIT".into(),
             bulk_polls_to_complete: 2,
             bulk_max_records: 50_000,
+            cometd_timeout: cometd::DEFAULT_TIMEOUT,
         }
     }
 }
@@ -131,10 +136,18 @@ pub(crate) struct Shared {
     pub state: Mutex<OrgState>,
     /// Changes written through the API, in commit order (the future CDC feed).
     pub changes: Mutex<Vec<ChangeEvent>>,
+    pub change_notify: tokio::sync::Notify,
+    pub cometd_clients: Mutex<HashMap<String, cometd::Client>>,
     base_url: OnceLock<String>,
 }
 
 impl Shared {
+    /// Appends committed changes to the feed and wakes CometD long polls (§2.7).
+    pub fn publish(&self, events: impl IntoIterator<Item = ChangeEvent>) {
+        lock(&self.changes).extend(events);
+        self.change_notify.notify_waiters();
+    }
+
     pub fn base_url(&self) -> &str {
         self.base_url.get().map(String::as_str).unwrap_or("")
     }
@@ -180,6 +193,8 @@ impl SalesforceSandbox {
                 job_seq: 0,
             }),
             changes: Mutex::new(Vec::new()),
+            change_notify: tokio::sync::Notify::new(),
+            cometd_clients: Mutex::new(HashMap::new()),
             base_url: OnceLock::new(),
             config,
         });
@@ -255,26 +270,85 @@ impl SalesforceSandbox {
     pub fn insert(&self, object: &str, fields: Map<String, Value>) -> Result<String, String> {
         let obj = SObject::find(object).ok_or_else(|| format!("no object {object}"))?;
         let now = self.shared.clock.now_ms();
-        lock(&self.shared.state)
+        let id = lock(&self.shared.state)
             .store
-            .insert(obj, fields, now, now)
-            .map_err(|e| format!("{e:?}"))
+            .insert(obj, fields.clone(), now, now)
+            .map_err(|e| format!("{e:?}"))?;
+        self.shared.publish([ChangeEvent {
+            object: obj.name,
+            record_id: id.clone(),
+            change_type: "CREATE",
+            changed_fields: fields.keys().cloned().collect(),
+            values: fields,
+            commit_ms: now,
+            origin: String::new(),
+        }]);
+        Ok(id)
     }
 
     /// Changes a record as a user would (moves its `SystemModstamp`).
     pub fn update(&self, id: &str, fields: Map<String, Value>) -> Result<(), String> {
         let now = self.shared.clock.now_ms();
-        lock(&self.shared.state)
-            .store
-            .update(id, &fields, now)
-            .map(|_| ())
-            .map_err(|e| format!("{e:?}"))
+        let (object, changed) = {
+            let mut st = lock(&self.shared.state);
+            let changed = st
+                .store
+                .update(id, &fields, now)
+                .map_err(|e| format!("{e:?}"))?;
+            (st.store.by_id(id).map_or("", |(o, _)| o), changed)
+        };
+        let values = fields
+            .into_iter()
+            .filter(|(k, _)| changed.contains(k))
+            .collect();
+        self.shared.publish([ChangeEvent {
+            object,
+            record_id: id.to_owned(),
+            change_type: "UPDATE",
+            changed_fields: changed,
+            values,
+            commit_ms: now,
+            origin: String::new(),
+        }]);
+        Ok(())
+    }
+
+    /// Emits a gap event (§2.7: header only; the subscriber must re-read the record).
+    pub fn inject_gap(&self, object: &str, record_id: &str, change_type: &'static str) {
+        let Some(obj) = SObject::find(object) else {
+            return;
+        };
+        self.shared.publish([ChangeEvent {
+            object: obj.name,
+            record_id: record_id.to_owned(),
+            change_type,
+            changed_fields: Vec::new(),
+            values: Map::new(),
+            commit_ms: self.shared.clock.now_ms(),
+            origin: String::new(),
+        }]);
     }
 
     /// Soft-deletes a record (visible to `queryAll` only).
     pub fn delete(&self, id: &str) -> bool {
         let now = self.shared.clock.now_ms();
-        lock(&self.shared.state).store.delete(id, now)
+        let object = {
+            let mut st = lock(&self.shared.state);
+            if !st.store.delete(id, now) {
+                return false;
+            }
+            st.store.by_id(id).map_or("", |(o, _)| o)
+        };
+        self.shared.publish([ChangeEvent {
+            object,
+            record_id: id.to_owned(),
+            change_type: "DELETE",
+            changed_fields: Vec::new(),
+            values: Map::new(),
+            commit_ms: now,
+            origin: String::new(),
+        }]);
+        true
     }
 
     /// Changes written through the API so far.
@@ -314,6 +388,9 @@ fn router(shared: Arc<Shared>) -> Router {
             "/services/data/{ver}/sobjects/{object}/{id}",
             get(api::get_record),
         )
+        .route("/cometd/{ver}", post(cometd::bayeux))
+        .route("/cometd/{ver}/{kind}", post(cometd::bayeux))
+        .route("/cometd/{ver}/meta/{kind}", post(cometd::bayeux))
         .route("/services/data/{ver}/jobs/query", post(bulk::create))
         .route("/services/data/{ver}/jobs/query/{id}", get(bulk::status))
         .route(

@@ -99,7 +99,11 @@ pub struct ChangeEvent {
     pub record_id: String,
     pub change_type: &'static str,
     pub changed_fields: Vec<String>,
+    /// The values sent in the event body: all set fields on create, the changed ones on update.
+    pub values: Map<String, Value>,
     pub commit_ms: i64,
+    /// §2.7 `changeOrigin`, e.g. `com/salesforce/api/rest/66.0;client=hub` (empty from the UI).
+    pub origin: String,
 }
 
 #[derive(Debug, Default)]
@@ -486,12 +490,19 @@ impl Store {
                 .map(|r| r.id.clone());
             let outcome = match existing {
                 Some(id) => self.update(&id, &fields, now_ms).map(|changed| {
+                    let values = fields
+                        .iter()
+                        .filter(|(k, _)| changed.contains(k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
                     events.push(ChangeEvent {
                         object: object.name,
                         record_id: id.clone(),
                         change_type: "UPDATE",
                         changed_fields: changed,
+                        values,
                         commit_ms: now_ms,
+                        origin: String::new(),
                     });
                     UpsertResult::Ok { id, created: false }
                 }),
@@ -503,7 +514,9 @@ impl Store {
                             record_id: id.clone(),
                             change_type: "CREATE",
                             changed_fields: fields.keys().cloned().collect(),
+                            values: fields.clone(),
                             commit_ms: now_ms,
+                            origin: String::new(),
                         });
                         UpsertResult::Ok { id, created: true }
                     }),
