@@ -742,3 +742,95 @@ async fn changes_are_delivered_as_signed_batched_webhooks_with_retries() {
     assert_eq!(log[0].status, Some(500));
     assert_eq!(log[1].outcome, AttemptOutcome::Delivered);
 }
+
+#[tokio::test]
+async fn locked_and_migrating_faults_carry_retry_after() {
+    let sb = start(1).await;
+    let c = client();
+    let url = format!("{}/crm/v3/objects/contacts", sb.base_url());
+    for status in [423u16, 477] {
+        sb.set_faults(FaultSettings {
+            fail_next: 1,
+            error_status: status,
+            retry_after: Some(Duration::from_secs(3)),
+            ..Default::default()
+        });
+        let r = c
+            .get(&url)
+            .bearer_auth(sb.private_app_token())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status);
+        let after = r.headers()["retry-after"].to_str().unwrap().to_owned();
+        assert_eq!(after, "3");
+        let e = errors::classify(status, Some(&after), &r.bytes().await.unwrap());
+        match e.class {
+            ErrorClass::Transient { retry_after } => {
+                assert!(retry_after.unwrap() >= Duration::from_secs(2))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn search_is_eventually_consistent_when_configured() {
+    let sb = HubSpotSandbox::start(HubSpotConfig {
+        rate_limits: relaxed_limits(),
+        search_visibility_delay: Duration::from_secs(3),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let c = client();
+    let (status, _, _) = post_json(
+        &c,
+        &sb,
+        "/crm/v3/objects/contacts/batch/upsert",
+        &json!({"inputs": [{"id": "fresh@example.com", "idProperty": "email", "properties": {}}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let find = json!({"filterGroups": [{"filters": [{"propertyName": "email", "operator": "EQ", "value": "fresh@example.com"}]}]});
+    let (_, _, body) = post_json(&c, &sb, "/crm/v3/objects/contacts/search", &find).await;
+    assert_eq!(body["total"], 0, "not yet visible to search");
+    sb.advance_clock(Duration::from_secs(3));
+    let (_, _, body) = post_json(&c, &sb, "/crm/v3/objects/contacts/search", &find).await;
+    assert_eq!(body["total"], 1);
+}
+
+#[tokio::test]
+async fn late_and_duplicated_webhooks_can_be_forced() {
+    let (url, mut rx) = receiver(0).await;
+    let mut cfg = HubSpotConfig {
+        seed_size: SeedSize {
+            contacts: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    cfg.webhook.target_url = Some(url);
+    cfg.webhook.batch_window = Duration::from_millis(10);
+    cfg.webhook.duplicate = true;
+    cfg.webhook.timestamp_offset_ms = -6 * 60 * 1000;
+    let sb = HubSpotSandbox::start(cfg).await.unwrap();
+    sb.update_contact(100_001, &[("city", "Boise")]).unwrap();
+    let (ok_a, a) = wait(&mut rx).await;
+    let (ok_b, b) = wait(&mut rx).await;
+    assert!(
+        !ok_a && !ok_b,
+        "a timestamp six minutes old fails the freshness check"
+    );
+    assert_eq!(
+        a[0].dedup_key(),
+        b[0].dedup_key(),
+        "the duplicate is the same event"
+    );
+    assert!(sb.archive_object(ObjectType::Contacts, 100_001));
+    let (_, gone) = wait(&mut rx).await;
+    assert_eq!(
+        gone[0].subscription_type.action,
+        events::EventAction::Deletion
+    );
+}

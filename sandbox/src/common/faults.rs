@@ -25,6 +25,9 @@ pub struct FaultSettings {
     pub fail_next: u32,
     /// The next N requests have their connection cut.
     pub drop_next: u32,
+    /// `Retry-After` (whole seconds) on injected errors, for vendors that send one (HubSpot's
+    /// 423 and 477, §3.6). Salesforce never sends it (§2.8), so its sandbox ignores this.
+    pub retry_after: Option<Duration>,
 }
 
 /// What the dice say for one request.

@@ -82,7 +82,9 @@ pub(crate) async fn search(
         let t = object_type(&object)?;
         let body = parse_json(&body)?;
         let st = lock(&sh.state);
-        let r = store::search(&st.store, t, &body, &sh.config.search)?;
+        let visible_until =
+            sh.clock.now_ms() - sh.config.search_visibility_delay.as_millis() as i64;
+        let r = store::search(&st.store, t, &body, &sh.config.search, visible_until)?;
         let mut out = json!({"total": r.total, "results": r.results});
         if let Some(next) = r.next_after {
             out["paging"] = json!({"next": {"after": next.to_string()}});

@@ -71,6 +71,9 @@ pub struct HubSpotConfig {
     pub access_token_padding: usize,
     pub rate_limits: RateLimits,
     pub search: SearchLimits,
+    /// §3.4: search is eventually consistent; a record written less than this long ago is not
+    /// yet visible to search (zero: immediately visible).
+    pub search_visibility_delay: Duration,
     pub webhook: WebhookConfig,
 }
 
@@ -91,6 +94,7 @@ impl Default for HubSpotConfig {
             access_token_padding: 200,
             rate_limits: RateLimits::default(),
             search: SearchLimits::default(),
+            search_visibility_delay: Duration::ZERO,
             webhook: WebhookConfig::default(),
         }
     }
@@ -359,12 +363,28 @@ async fn gate(State(sh): State<Arc<Shared>>, req: Request, next: Next) -> Respon
     match sh.faults.roll() {
         Some(Fault::Drop) => return dropped_connection(),
         Some(Fault::Error(status)) => {
-            return ApiError::new(
-                status,
-                "INTERNAL_ERROR",
-                "The server encountered an error (sandbox fault injection).",
-            )
-            .into_response();
+            // §3.6: 423 is "too many concurrent writes", 477 "migration in progress".
+            let (category, message) = match status {
+                423 => (
+                    "LOCKED",
+                    "Too many concurrent requests to the same records; wait at least 2 seconds.",
+                ),
+                477 => (
+                    "MIGRATION_IN_PROGRESS",
+                    "The account is being migrated between data centres.",
+                ),
+                _ => (
+                    "INTERNAL_ERROR",
+                    "The server encountered an error (sandbox fault injection).",
+                ),
+            };
+            let mut resp = ApiError::new(status, category, message).into_response();
+            if let Some(after) = sh.faults.get().retry_after
+                && let Ok(v) = axum::http::HeaderValue::from_str(&after.as_secs().to_string())
+            {
+                resp.headers_mut().insert("retry-after", v);
+            }
+            return resp;
         }
         None => {}
     }

@@ -634,6 +634,7 @@ pub fn search(
     t: ObjectType,
     body: &Value,
     limits: &SearchLimits,
+    visible_until_ms: i64,
 ) -> Result<SearchResult, ApiError> {
     let o = body
         .as_object()
@@ -757,6 +758,7 @@ pub fn search(
 
     let mut hits: Vec<&CrmObject> = store
         .live(t)
+        .filter(|obj| obj.updated_ms <= visible_until_ms)
         .filter(|obj| {
             groups.is_empty() || groups.iter().any(|g| g.iter().all(|f| f.matches(t, obj)))
         })
@@ -857,7 +859,14 @@ mod tests {
             "sorts": [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}],
             "limit": 7
         });
-        let r = search(&s, ObjectType::Deals, &body, &SearchLimits::default()).unwrap();
+        let r = search(
+            &s,
+            ObjectType::Deals,
+            &body,
+            &SearchLimits::default(),
+            i64::MAX,
+        )
+        .unwrap();
         assert_eq!(r.total, 20);
         assert_eq!(r.next_after, Some(7));
         let first = &r.results[0]["properties"]["hs_lastmodifieddate"];

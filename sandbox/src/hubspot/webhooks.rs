@@ -47,6 +47,11 @@ pub struct WebhookConfig {
     pub max_batch: usize,
     /// §3.8: a delivery taking longer than 5 s is a failure.
     pub timeout: Duration,
+    /// Sends every batch twice (§3.8: consumers must de-duplicate).
+    pub duplicate: bool,
+    /// Added to `X-HubSpot-Request-Timestamp`; e.g. −6 minutes makes deliveries "late", so the
+    /// receiver's 5-minute freshness check must refuse them (§3.9).
+    pub timestamp_offset_ms: i64,
 }
 
 impl Default for WebhookConfig {
@@ -58,6 +63,8 @@ impl Default for WebhookConfig {
             batch_window: Duration::from_millis(100),
             max_batch: 100,
             timeout: Duration::from_secs(5),
+            duplicate: false,
+            timestamp_offset_ms: 0,
         }
     }
 }
@@ -168,6 +175,9 @@ pub(crate) async fn run(sh: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Pending
                 .collect()
         };
         deliver(&sh, &client, &target, &ids, &batch).await;
+        if sh.config.webhook.duplicate {
+            deliver(&sh, &client, &target, &ids, &batch).await;
+        }
     }
 }
 
@@ -186,7 +196,7 @@ async fn deliver(
             .map(|(id, p)| event_json(sh, *id, p, attempt))
             .collect();
         let body = serde_json::to_vec(&events).unwrap_or_default();
-        let ts = sh.clock.now_ms().to_string();
+        let ts = (sh.clock.now_ms() + cfg.timestamp_offset_ms).to_string();
         let secret = sh.config.client_secret.as_bytes();
         let v3 = sign_v3(secret, "POST", target, &body, &ts);
         // v1: SHA-256 of client secret + body, lowercase hex (§3.8 table).

@@ -94,7 +94,7 @@ fn page(
     json!({
         "totalSize": total,
         "done": false,
-        "nextRecordsUrl": format!("/services/data/{ver}/{resource}/{id}-{}", offset + size),
+        "nextRecordsUrl": format!("/services/data/{ver}/{resource}/{id}-{}", offset.saturating_add(size)),
         "records": rows,
     })
 }
@@ -186,7 +186,7 @@ pub(crate) async fn query_more(
             (loc.rows, loc.page_size, loc.resource)
         };
         // The rows before `offset` were delivered already; the total is theirs plus the rest.
-        let total = offset + rows.len();
+        let total = offset.saturating_add(rows.len());
         Ok(page(&sh, &ver, resource, rows, total, size, offset))
     };
     match go() {

@@ -220,7 +220,7 @@ pub(crate) async fn results(
                 .into_response();
         }
     };
-    let end = (start + max).min(job.rows.len());
+    let end = start.saturating_add(max).min(job.rows.len());
     let mut csv = job
         .header
         .iter()
