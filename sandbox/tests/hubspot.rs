@@ -834,3 +834,58 @@ async fn late_and_duplicated_webhooks_can_be_forced() {
         events::EventAction::Deletion
     );
 }
+
+#[tokio::test]
+async fn single_records_are_created_updated_and_archived() {
+    let sb = start(0).await;
+    let c = client();
+    let base = format!("{}/crm/v3/objects/contacts", sb.base_url());
+    let pat = sb.private_app_token().to_owned();
+    let r = c
+        .post(&base)
+        .bearer_auth(&pat)
+        .json(&json!({"properties": {"email": "pat.kim@example.com", "lastname": "Kim"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dup = c
+        .post(&base)
+        .bearer_auth(&pat)
+        .json(&json!({"properties": {"email": "PAT.KIM@example.com"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dup.status(), 409);
+    assert_eq!(dup.json::<Value>().await.unwrap()["category"], "CONFLICT");
+    let r = c
+        .patch(format!("{base}/pat.kim@example.com?idProperty=email"))
+        .bearer_auth(&pat)
+        .json(&json!({"properties": {"phone": "+12085550100"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["properties"]["phone"],
+        "+12085550100"
+    );
+    let r = c
+        .delete(format!("{base}/{id}"))
+        .bearer_auth(&pat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = c
+        .get(format!("{base}/{id}"))
+        .bearer_auth(&pat)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

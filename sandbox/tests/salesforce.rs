@@ -982,3 +982,66 @@ async fn cometd_delivers_change_events_with_origin_and_replay() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+#[tokio::test]
+async fn single_upsert_by_external_id_creates_then_updates() {
+    let sb = start(SeedSize::default()).await;
+    let c = client();
+    let tok = session(&c, &sb).await;
+    let url = format!(
+        "{}/services/data/v{V}/sobjects/Vehicle__c/VIN__c/1HGCM82633A004352",
+        sb.base_url()
+    );
+    let only = c
+        .patch(format!("{url}?updateOnly=true"))
+        .bearer_auth(&tok)
+        .json(&json!({"Make__c": "Honda"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(only.status(), 404);
+    let r = c
+        .patch(&url)
+        .bearer_auth(&tok)
+        .json(&json!({"Make__c": "Honda"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["created"], true);
+    let r = c
+        .patch(&url)
+        .bearer_auth(&tok)
+        .json(&json!({"Odometer__c": 42}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["created"], false);
+    let r = c
+        .patch(&url)
+        .bearer_auth(&tok)
+        .json(&json!({"VIN__c": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let bad = format!(
+        "{}/services/data/v{V}/sobjects/Vehicle__c/VIN__c/NOTAVIN",
+        sb.base_url()
+    );
+    let r = c
+        .patch(&bad)
+        .bearer_auth(&tok)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body = r.bytes().await.unwrap();
+    assert_eq!(
+        errors::parse_error_body(&body)[0].error_code,
+        "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+    );
+}

@@ -432,6 +432,100 @@ pub(crate) async fn batch_upsert(
     }
 }
 
+fn input_error(e: store::InputError) -> ApiError {
+    let status = match e.category {
+        "CONFLICT" => 409,
+        "OBJECT_NOT_FOUND" => 404,
+        _ => 400,
+    };
+    let mut err = ApiError::new(status, e.category, e.message);
+    err.body["errors"] = Value::Array(
+        e.details
+            .iter()
+            .map(|(code, prop)| json!({"message": format!("{code} on {prop}"), "code": code, "in": prop}))
+            .collect(),
+    );
+    err
+}
+
+/// `POST …/{objectType}` with `{"properties": {…}}`: 201 with the object; a taken unique value
+/// is a 409 `CONFLICT` (§3.5).
+pub(crate) async fn create_one(
+    State(sh): State<Arc<Shared>>,
+    Path(object): Path<String>,
+    body: Bytes,
+) -> Response {
+    let run = || -> Result<Value, ApiError> {
+        let t = object_type(&object)?;
+        let body = parse_json(&body)?;
+        let props = string_properties(body.get("properties")).map_err(ApiError::validation)?;
+        let written: Vec<String> = props.keys().cloned().collect();
+        let now = sh.clock.now_ms();
+        let mut st = lock(&sh.state);
+        let (id, changes) = st.store.create(t, props, now, now).map_err(input_error)?;
+        let out = st.store.get(t, id).map(|o| o.to_json(t, &written));
+        drop(st);
+        sh.publish(changes, ChangeSource::Integration);
+        out.ok_or_else(|| ApiError::not_found("Object not found."))
+    };
+    match run() {
+        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `PATCH …/{objectType}/{id}[?idProperty=]` (§3.5): 200 with the object.
+pub(crate) async fn update_one(
+    State(sh): State<Arc<Shared>>,
+    Path((object, id)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let run = || -> Result<Value, ApiError> {
+        let t = object_type(&object)?;
+        let q = parse_form(q.unwrap_or_default().as_bytes());
+        let body = parse_json(&body)?;
+        let props = string_properties(body.get("properties")).map_err(ApiError::validation)?;
+        let written: Vec<String> = props.keys().cloned().collect();
+        let now = sh.clock.now_ms();
+        let mut st = lock(&sh.state);
+        let oid = st
+            .store
+            .find(t, q.get("idProperty").map(String::as_str), &id)
+            .map(|o| o.id)
+            .ok_or_else(|| {
+                ApiError::not_found("Object not found.  objectId are usually numeric.")
+            })?;
+        let changes = st.store.update(t, oid, props, now).map_err(input_error)?;
+        let out = st.store.get(t, oid).map(|o| o.to_json(t, &written));
+        drop(st);
+        sh.publish(changes, ChangeSource::Integration);
+        out.ok_or_else(|| ApiError::not_found("Object not found."))
+    };
+    match run() {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `DELETE …/{objectType}/{id}`: archives, 204 (§3.5).
+pub(crate) async fn archive_one(
+    State(sh): State<Arc<Shared>>,
+    Path((object, id)): Path<(String, String)>,
+) -> Response {
+    let t = match object_type(&object) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    let now = sh.clock.now_ms();
+    let change = id
+        .parse::<u64>()
+        .ok()
+        .and_then(|oid| lock(&sh.state).store.archive(t, oid, now));
+    sh.publish(change.into_iter().collect(), ChangeSource::Integration);
+    StatusCode::NO_CONTENT.into_response()
+}
+
 /// Anything else: HubSpot's 404 envelope.
 pub(crate) async fn not_found() -> Response {
     ApiError::new(404, "OBJECT_NOT_FOUND", "Resource not found").into_response()

@@ -335,11 +335,16 @@ fn to_map(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
 
 fn router(shared: Arc<Shared>) -> Router {
     let objects = Router::new()
-        .route("/{object}", get(api::list))
+        .route("/{object}", get(api::list).post(api::create_one))
         .route("/{object}/search", post(api::search))
         .route("/{object}/batch/read", post(api::batch_read))
         .route("/{object}/batch/upsert", post(api::batch_upsert))
-        .route("/{object}/{id}", get(api::get_one));
+        .route(
+            "/{object}/{id}",
+            get(api::get_one)
+                .patch(api::update_one)
+                .delete(api::archive_one),
+        );
     Router::new()
         .route("/oauth/authorize", get(auth::authorize))
         .route("/oauth/v1/token", post(auth::token_endpoint))

@@ -342,6 +342,107 @@ pub(crate) async fn collection_upsert(
     }
 }
 
+/// `PATCH …/sobjects/{SObject}/{ExternalIdField}/{value}[?updateOnly=true]` (§2.5): 201
+/// `created: true`, 200 `created: false`, 404 with `updateOnly` when nothing matches.
+pub(crate) async fn upsert_one(
+    State(sh): State<Arc<Shared>>,
+    Path((ver, object, field, value)): Path<(String, String, String, String)>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let go = || -> Result<(u16, Value), SfError> {
+        check_version(&sh, &ver)?;
+        let obj = SObject::find(&object).ok_or_else(SfError::not_found)?;
+        let ext = obj.field(&field).filter(|f| f.external_id).ok_or_else(|| {
+            SfError::new(
+                404,
+                "NOT_FOUND",
+                format!("Provided external ID field does not exist or is not accessible: {field}"),
+            )
+        })?;
+        let fields = match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(m)) => m,
+            _ => {
+                return Err(SfError::new(
+                    400,
+                    "JSON_PARSER_ERROR",
+                    "The request body must be a JSON object",
+                ));
+            }
+        };
+        // §2.5: neither Id nor the external-id field goes in the body.
+        if let Some(k) = fields
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case("Id") || k.eq_ignore_ascii_case(ext.name))
+        {
+            return Err(SfError::new(
+                400,
+                "INVALID_FIELD",
+                format!("{k} is not allowed in the body of an upsert by external id"),
+            ));
+        }
+        let update_only = parse_form(q.unwrap_or_default().as_bytes())
+            .get("updateOnly")
+            .is_some_and(|v| v == "true");
+        let mut st = lock(&sh.state);
+        if update_only && st.store.by_external(obj, ext.name, &value).is_none() {
+            return Err(SfError::new(
+                404,
+                "NOT_FOUND",
+                "The requested resource does not exist",
+            ));
+        }
+        let mut record = fields;
+        record.insert("attributes".into(), json!({"type": obj.name}));
+        record.insert(ext.name.to_owned(), json!(value));
+        let now = sh.clock.now_ms();
+        let (results, events) =
+            st.store
+                .upsert_collection(obj, ext.name, &[Value::Object(record)], false, now);
+        drop(st);
+        let client = headers
+            .get("sforce-call-options")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.split(',')
+                    .find_map(|kv| kv.trim().strip_prefix("client="))
+            })
+            .map(|c| format!(";client={c}"))
+            .unwrap_or_default();
+        let origin = format!(
+            "com/salesforce/api/rest/{}{client}",
+            ver.trim_start_matches('v')
+        );
+        sh.publish(events.into_iter().map(|mut e| {
+            e.origin = origin.clone();
+            e
+        }));
+        match results.into_iter().next() {
+            Some(super::store::UpsertResult::Ok { id, created }) => Ok((
+                if created { 201 } else { 200 },
+                json!({"id": id, "success": true, "errors": [], "created": created}),
+            )),
+            Some(super::store::UpsertResult::Failed(errs)) => {
+                let arr: Vec<Value> = errs
+                    .iter()
+                    .map(|e| json!({"message": e.message, "errorCode": e.status_code, "fields": e.fields}))
+                    .collect();
+                Ok((400, Value::Array(arr)))
+            }
+            None => Err(SfError::new(500, "UNKNOWN_EXCEPTION", "no result")),
+        }
+    };
+    match go() {
+        Ok((status, v)) => (
+            axum::http::StatusCode::from_u16(status).unwrap_or(axum::http::StatusCode::OK),
+            Json(v),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
 pub(crate) async fn not_found() -> Response {
     SfError::not_found().into_response()
 }

@@ -388,6 +388,10 @@ fn router(shared: Arc<Shared>) -> Router {
             "/services/data/{ver}/sobjects/{object}/{id}",
             get(api::get_record),
         )
+        .route(
+            "/services/data/{ver}/sobjects/{object}/{field}/{value}",
+            patch(api::upsert_one),
+        )
         .route("/cometd/{ver}", post(cometd::bayeux))
         .route("/cometd/{ver}/{kind}", post(cometd::bayeux))
         .route("/cometd/{ver}/meta/{kind}", post(cometd::bayeux))
