@@ -5,7 +5,7 @@
 //! | Part | Endpoints / behaviour | § |
 //! |---|---|---|
 //! | [`auth`] | private-app `pat-…` tokens; `GET /oauth/authorize` (approve with `approve=1`), `POST /oauth/v1/token` (authorization_code, refresh_token, `expires_in`), `GET /oauth/v1/access-tokens/{token}`; 401 `INVALID_AUTHENTICATION` / `EXPIRED_AUTHENTICATION` | 3.1 |
-//! | [`api`] | `contacts`, `companies`, `deals` under `/crm/v3/objects` and `/crm/objects/2026-03`: search, list, get, batch read, batch upsert (100 max, 207 multi-status) | 3.4, 3.5 |
+//! | [`api`] | `contacts`, `companies`, `deals` under `/crm/v3/objects` and `/crm/objects/2026-03`: search (filters, one sort, `limit` ≤ 200, 10,000-result cap, optional visibility delay), list, get, create (409 on a taken unique value), update, archive, batch read, batch upsert (100 max, 207 multi-status) | 3.4, 3.5 |
 //! | [`limits`] | 10-second burst and daily caps per app, search's own per-second cap, `X-HubSpot-RateLimit-*` headers, 429 with `policyName` | 3.7 |
 //! | [`webhooks`] | batched, v1- and v3-signed deliveries of creation / propertyChange / deletion events with retries | 3.8 |
 //! | [`seed`] | deterministic dealership contacts, companies and deals | — |
