@@ -453,6 +453,7 @@ async fn rate_limit_storm_gets_429s_with_policy_and_headers_then_recovers() {
     })
     .await
     .unwrap();
+    sb.freeze_clock();
     let c = client();
     let url = format!("{}/crm/v3/objects/deals", sb.base_url());
     let mut statuses = Vec::new();

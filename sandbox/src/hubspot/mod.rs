@@ -229,6 +229,11 @@ impl HubSpotSandbox {
         self.shared.clock.advance(by);
     }
 
+    /// Stops the sandbox's time (see [`Clock::freeze`]); `advance_clock` still moves it.
+    pub fn freeze_clock(&self) {
+        self.shared.clock.freeze();
+    }
+
     pub fn now_ms(&self) -> i64 {
         self.shared.clock.now_ms()
     }

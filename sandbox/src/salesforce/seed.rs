@@ -166,3 +166,30 @@ pub fn seed(store: &mut Store, seed: u64, size: SeedSize, base_ms: i64) {
         let _ = store.insert(obj("Vehicle__c"), fields, c, m);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_org_with_valid_vins_and_links() {
+        let size = SeedSize {
+            accounts: 20,
+            contacts: 100,
+            leads: 10,
+            opportunities: 10,
+            vehicles: 50,
+        };
+        let (mut a, mut b) = (Store::default(), Store::default());
+        seed(&mut a, 5, size, 1_790_000_000_000);
+        seed(&mut b, 5, size, 1_790_000_000_000);
+        assert_eq!(a.records.get("Contact"), b.records.get("Contact"));
+        assert_eq!(a.count("Vehicle__c"), 50);
+        for v in &a.records["Vehicle__c"] {
+            assert!(vin::is_valid(v.fields["VIN__c"].as_str().unwrap()));
+            let owner = v.fields["Contact__c"].as_str().unwrap();
+            assert_eq!(a.by_id(owner).unwrap().0, "Contact");
+        }
+        assert!(a.records["Contact"].iter().all(|c| c.id.len() == 18));
+    }
+}
