@@ -8,6 +8,7 @@ mod admin;
 mod bench;
 mod demo;
 mod node;
+mod sandbox_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +43,8 @@ enum Command {
         #[command(subcommand)]
         which: bench::BenchCommand,
     },
+    /// Run the HubSpot and Salesforce simulators, seeded, on local ports.
+    Sandbox(sandbox_cmd::SandboxArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
@@ -177,6 +180,7 @@ fn main() -> ExitCode {
             }
             Command::Demo(args) => demo::run(args).await,
             Command::Bench { which } => bench::run(which).await,
+            Command::Sandbox(args) => sandbox_cmd::run(args).await,
             Command::Validate { .. } => unreachable!("handled above"),
         }
     });

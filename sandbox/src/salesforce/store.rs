@@ -1,0 +1,528 @@
+//! The org's records in memory, and writes through sObject Collections upsert (vendor-apis.md
+//! §2.5): per-record validation with Salesforce's status codes, `allOrNone` rollback, and the
+//! system fields (`CreatedDate`, `LastModifiedDate`, `SystemModstamp`) kept by the org.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::{Map, Value, json};
+
+use super::errors::RecordError;
+use super::schema::{FieldType, SObject, record_id};
+use crate::common::vin;
+
+/// §2.3: datetimes in JSON look like `2024-05-01T12:34:56.000+0000`.
+pub fn sf_datetime(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
+        .to_string()
+}
+
+/// Epoch ms of a Salesforce datetime (`+0000` or RFC 3339 forms).
+pub fn parse_datetime(s: &str) -> Option<i64> {
+    DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z")
+        .or_else(|_| DateTime::parse_from_rfc3339(s))
+        .ok()
+        .map(|d| d.timestamp_millis())
+}
+
+pub fn parse_date(s: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub id: String,
+    /// Writable fields by canonical API name.
+    pub fields: Map<String, Value>,
+    pub created_ms: i64,
+    pub modstamp_ms: i64,
+    pub deleted: bool,
+}
+
+impl Record {
+    /// A field's value, system fields included (`Value::Null` when unset).
+    pub fn get(&self, field: &str) -> Value {
+        match field {
+            "Id" => json!(self.id),
+            "IsDeleted" => json!(self.deleted),
+            "CreatedDate" => json!(sf_datetime(self.created_ms)),
+            "LastModifiedDate" | "SystemModstamp" => json!(sf_datetime(self.modstamp_ms)),
+            f => self.fields.get(f).cloned().unwrap_or(Value::Null),
+        }
+    }
+
+    /// The record as the REST API returns it: `attributes {type, url}` then the fields (§2.4).
+    pub fn to_json(&self, object: &SObject, version: &str, fields: &[&str]) -> Value {
+        let mut m = Map::new();
+        m.insert(
+            "attributes".into(),
+            json!({"type": object.name, "url": format!("/services/data/{version}/sobjects/{}/{}", object.name, self.id)}),
+        );
+        for f in fields {
+            m.insert((*f).to_owned(), self.get(f));
+        }
+        Value::Object(m)
+    }
+}
+
+/// A validated record ready to write (fields, external-id value), or why it cannot be.
+type Plan = Result<(Map<String, Value>, String), Vec<RecordError>>;
+
+/// One record's outcome in a Collections upsert.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpsertResult {
+    Ok { id: String, created: bool },
+    Failed(Vec<RecordError>),
+}
+
+impl UpsertResult {
+    /// §2.5: `{"id","success","errors","created"}`.
+    pub fn to_json(&self) -> Value {
+        match self {
+            UpsertResult::Ok { id, created } => {
+                json!({"id": id, "success": true, "errors": [], "created": created})
+            }
+            UpsertResult::Failed(errs) => json!({
+                "success": false,
+                "errors": errs.iter().map(RecordError::to_json).collect::<Vec<_>>(),
+            }),
+        }
+    }
+}
+
+/// A change the org made, for the change feed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeEvent {
+    pub object: &'static str,
+    pub record_id: String,
+    pub change_type: &'static str,
+    pub changed_fields: Vec<String>,
+    /// The values sent in the event body: all set fields on create, the changed ones on update.
+    pub values: Map<String, Value>,
+    pub commit_ms: i64,
+    /// §2.7 `changeOrigin`, e.g. `com/salesforce/api/rest/66.0;client=hub` (empty from the UI).
+    pub origin: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Store {
+    pub records: HashMap<&'static str, Vec<Record>>,
+    /// id → (object, position)
+    ids: HashMap<String, (&'static str, usize)>,
+    /// (object, external-id field, lower-cased value) → position
+    external: HashMap<(&'static str, &'static str, String), usize>,
+    counter: u64,
+    /// Fault knob: the next N records written fail with `UNABLE_TO_LOCK_ROW`.
+    pub lock_row_next: u32,
+}
+
+fn normalise(object: &SObject, field: &str, v: &Value) -> Result<Value, RecordError> {
+    let Some(def) = object.field(field) else {
+        return Err(RecordError::new(
+            "INVALID_FIELD",
+            format!(
+                "No such column '{field}' on sobject of type {}",
+                object.name
+            ),
+            &[],
+        ));
+    };
+    if SObject::is_system(def.name) {
+        return Err(RecordError::new(
+            "INVALID_FIELD_FOR_INSERT_UPDATE",
+            format!(
+                "Unable to create/update fields: {}. Please check the security settings of this field and verify that it is read/write for your profile or permission set.",
+                def.name
+            ),
+            &[def.name],
+        ));
+    }
+    if v.is_null() {
+        return Ok(Value::Null);
+    }
+    let bad = |what: &str| {
+        RecordError::new(
+            "INVALID_TYPE_ON_FIELD_IN_RECORD",
+            format!("{}: value not of required type: {what}", def.name),
+            &[def.name],
+        )
+    };
+    Ok(match def.ty {
+        FieldType::Boolean => match v {
+            Value::Bool(_) => v.clone(),
+            Value::String(s) if s.eq_ignore_ascii_case("true") => json!(true),
+            Value::String(s) if s.eq_ignore_ascii_case("false") => json!(false),
+            _ => return Err(bad("boolean")),
+        },
+        FieldType::Number => match v {
+            Value::Number(_) => v.clone(),
+            Value::String(s) => s
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(Value::Number)
+                .ok_or_else(|| bad("double"))?,
+            _ => return Err(bad("double")),
+        },
+        FieldType::Date => match v.as_str().and_then(parse_date) {
+            Some(d) => json!(d.format("%Y-%m-%d").to_string()),
+            None => return Err(bad("date")),
+        },
+        FieldType::DateTime => match v.as_str().and_then(parse_datetime) {
+            Some(ms) => json!(sf_datetime(ms)),
+            None => return Err(bad("datetime")),
+        },
+        FieldType::Email => {
+            let s = v.as_str().ok_or_else(|| bad("email"))?;
+            if !s.is_empty() && !crate::hubspot::store::is_email(s) {
+                // The message leaves the value out: sandbox answers may end up in logs.
+                return Err(RecordError::new(
+                    "INVALID_EMAIL_ADDRESS",
+                    format!("{}: invalid email address", def.name),
+                    &[def.name],
+                ));
+            }
+            v.clone()
+        }
+        FieldType::String | FieldType::Phone | FieldType::Id | FieldType::Reference => {
+            let s = match v {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => return Err(bad("string")),
+            };
+            if s.chars().count() > 255 {
+                return Err(RecordError::new(
+                    "STRING_TOO_LONG",
+                    format!("{}: data value too large (max length=255)", def.name),
+                    &[def.name],
+                ));
+            }
+            json!(s)
+        }
+    })
+}
+
+/// §2.9: `REQUIRED_FIELD_MISSING` when a record would be created without its required fields.
+fn missing_required(object: &SObject, fields: &Map<String, Value>) -> Result<(), Vec<RecordError>> {
+    let missing: Vec<&str> = object
+        .fields
+        .iter()
+        .filter(|f| f.required && fields.get(f.name).is_none_or(Value::is_null))
+        .map(|f| f.name)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(vec![RecordError::new(
+        "REQUIRED_FIELD_MISSING",
+        format!("Required fields are missing: [{}]", missing.join(", ")),
+        &missing,
+    )])
+}
+
+impl Store {
+    pub fn count(&self, object: &str) -> usize {
+        self.records
+            .get(object)
+            .map_or(0, |r| r.iter().filter(|r| !r.deleted).count())
+    }
+
+    pub fn by_id(&self, id: &str) -> Option<(&'static str, &Record)> {
+        let (o, pos) = self.ids.get(id)?;
+        Some((o, self.records.get(o)?.get(*pos)?))
+    }
+
+    pub fn by_external(&self, object: &SObject, field: &str, value: &str) -> Option<&Record> {
+        let f = object.field(field)?;
+        let pos = self
+            .external
+            .get(&(object.name, f.name, value.to_lowercase()))?;
+        self.records
+            .get(object.name)?
+            .get(*pos)
+            .filter(|r| !r.deleted)
+    }
+
+    fn checked_fields(
+        &self,
+        object: &SObject,
+        input: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, Vec<RecordError>> {
+        let mut out = Map::new();
+        let mut errs = Vec::new();
+        for (k, v) in input {
+            if k == "attributes" {
+                continue;
+            }
+            match normalise(object, k, v) {
+                Ok(v) => {
+                    let name = object.field(k).map_or(k.as_str(), |f| f.name);
+                    if let Some(f) = object.field(name)
+                        && f.ty == FieldType::Reference
+                        && let Some(id) = v.as_str()
+                        && self.by_id(id).is_none()
+                    {
+                        errs.push(RecordError::new(
+                            "INVALID_CROSS_REFERENCE_KEY",
+                            format!("invalid cross reference id ({name})"),
+                            &[f.name],
+                        ));
+                        continue;
+                    }
+                    out.insert(name.to_owned(), v);
+                }
+                Err(e) => errs.push(e),
+            }
+        }
+        // A dealership org's validation rule: a vehicle's VIN must have a valid check digit.
+        if object.name == "Vehicle__c"
+            && let Some(v) = out.get("VIN__c").and_then(Value::as_str)
+            && !vin::is_valid(v)
+        {
+            errs.push(RecordError::new(
+                "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+                "VIN__c must be 17 characters with a valid check digit",
+                &["VIN__c"],
+            ));
+        }
+        if errs.is_empty() { Ok(out) } else { Err(errs) }
+    }
+
+    /// Inserts a record without the API (seed data, test helpers). Fields must be valid.
+    pub fn insert(
+        &mut self,
+        object: &'static SObject,
+        fields: Map<String, Value>,
+        created_ms: i64,
+        modstamp_ms: i64,
+    ) -> Result<String, Vec<RecordError>> {
+        let fields = self.checked_fields(object, &fields)?;
+        missing_required(object, &fields)?;
+        self.counter += 1;
+        let id = record_id(object.key_prefix, self.counter);
+        let list = self.records.entry(object.name).or_default();
+        let pos = list.len();
+        for f in object.fields.iter().filter(|f| f.external_id) {
+            if let Some(v) = fields.get(f.name).and_then(Value::as_str) {
+                self.external
+                    .insert((object.name, f.name, v.to_lowercase()), pos);
+            }
+        }
+        list.push(Record {
+            id: id.clone(),
+            fields,
+            created_ms,
+            modstamp_ms,
+            deleted: false,
+        });
+        self.ids.insert(id.clone(), (object.name, pos));
+        Ok(id)
+    }
+
+    /// Updates fields of a record by id; returns the names that changed.
+    pub fn update(
+        &mut self,
+        id: &str,
+        fields: &Map<String, Value>,
+        now_ms: i64,
+    ) -> Result<Vec<String>, Vec<RecordError>> {
+        let Some(&(oname, pos)) = self.ids.get(id) else {
+            return Err(vec![RecordError::new(
+                "ENTITY_IS_DELETED",
+                "entity is deleted",
+                &[],
+            )]);
+        };
+        let Some(object) = SObject::find(oname) else {
+            return Err(vec![]);
+        };
+        let fields = self.checked_fields(object, fields)?;
+        let Some(rec) = self.records.get_mut(oname).and_then(|l| l.get_mut(pos)) else {
+            return Err(vec![]);
+        };
+        let mut changed = Vec::new();
+        for (k, v) in fields {
+            if rec.fields.get(&k) != Some(&v) {
+                if let Some(f) = object.field(&k).filter(|f| f.external_id) {
+                    if let Some(old) = rec.fields.get(&k).and_then(Value::as_str) {
+                        self.external.remove(&(oname, f.name, old.to_lowercase()));
+                    }
+                    if let Some(new) = v.as_str() {
+                        self.external
+                            .insert((oname, f.name, new.to_lowercase()), pos);
+                    }
+                }
+                changed.push(k.clone());
+                rec.fields.insert(k, v);
+            }
+        }
+        // §2.7: an update always touches LastModifiedDate/SystemModstamp.
+        rec.modstamp_ms = now_ms.max(rec.modstamp_ms + 1);
+        changed.push("LastModifiedDate".into());
+        Ok(changed)
+    }
+
+    /// Soft-deletes a record (it stays visible to `queryAll`, §2.4).
+    pub fn delete(&mut self, id: &str, now_ms: i64) -> bool {
+        let Some(&(oname, pos)) = self.ids.get(id) else {
+            return false;
+        };
+        let Some(rec) = self.records.get_mut(oname).and_then(|l| l.get_mut(pos)) else {
+            return false;
+        };
+        if rec.deleted {
+            return false;
+        }
+        rec.deleted = true;
+        rec.modstamp_ms = now_ms.max(rec.modstamp_ms + 1);
+        true
+    }
+
+    /// sObject Collections upsert by `external_field` (§2.5). The caller has checked the
+    /// object, the field and the record count.
+    pub fn upsert_collection(
+        &mut self,
+        object: &'static SObject,
+        external_field: &'static str,
+        records: &[Value],
+        all_or_none: bool,
+        now_ms: i64,
+    ) -> (Vec<UpsertResult>, Vec<ChangeEvent>) {
+        // Validate everything first, so allOrNone can roll back by not writing at all.
+        let mut plans: Vec<Plan> = Vec::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (i, r) in records.iter().enumerate() {
+            let plan = (|| {
+                let m = r.as_object().ok_or_else(|| {
+                    vec![RecordError::new(
+                        "INVALID_INPUT",
+                        "a record must be a JSON object",
+                        &[],
+                    )]
+                })?;
+                let declared = m
+                    .get("attributes")
+                    .and_then(|a| a.get("type"))
+                    .and_then(Value::as_str);
+                if !declared.is_some_and(|t| t.eq_ignore_ascii_case(object.name)) {
+                    return Err(vec![RecordError::new(
+                        "INVALID_INPUT",
+                        format!("attributes.type must be {} for this upsert", object.name),
+                        &[],
+                    )]);
+                }
+                let key = match m
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(external_field))
+                    .map(|(_, v)| v)
+                {
+                    Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+                    Some(Value::Number(n)) => n.to_string(),
+                    _ => {
+                        return Err(vec![RecordError::new(
+                            "REQUIRED_FIELD_MISSING",
+                            format!("Required fields are missing: [{external_field}]"),
+                            &[external_field],
+                        )]);
+                    }
+                };
+                if self.lock_row_next > 0 {
+                    self.lock_row_next -= 1;
+                    return Err(vec![RecordError::new(
+                        "UNABLE_TO_LOCK_ROW",
+                        "unable to obtain exclusive access to this record or 1 records",
+                        &[],
+                    )]);
+                }
+                let fields = self.checked_fields(object, m)?;
+                if self.by_external(object, external_field, &key).is_none() {
+                    missing_required(object, &fields)?;
+                }
+                Ok((fields, key))
+            })();
+            if let Ok((_, key)) = &plan
+                && let Some(first) = seen.insert(key.to_lowercase(), i)
+            {
+                let dup = || {
+                    vec![RecordError::new(
+                        "DUPLICATE_EXTERNAL_ID",
+                        format!("Duplicate external id specified: {external_field}"),
+                        &[external_field],
+                    )]
+                };
+                plans[first] = Err(dup());
+                plans.push(Err(dup()));
+                continue;
+            }
+            plans.push(plan);
+        }
+        let any_failed = plans.iter().any(Result::is_err);
+        if all_or_none && any_failed {
+            let results = plans
+                .into_iter()
+                .map(|p| match p {
+                    Err(e) => UpsertResult::Failed(e),
+                    Ok(_) => UpsertResult::Failed(vec![RecordError::new(
+                        "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                        "Record rolled back because not all records were valid and the request was using AllOrNone header",
+                        &[],
+                    )]),
+                })
+                .collect();
+            return (results, Vec::new());
+        }
+        let mut results = Vec::new();
+        let mut events = Vec::new();
+        for plan in plans {
+            let (fields, key) = match plan {
+                Ok(p) => p,
+                Err(e) => {
+                    results.push(UpsertResult::Failed(e));
+                    continue;
+                }
+            };
+            let existing = self
+                .by_external(object, external_field, &key)
+                .map(|r| r.id.clone());
+            let outcome = match existing {
+                Some(id) => self.update(&id, &fields, now_ms).map(|changed| {
+                    let values = fields
+                        .iter()
+                        .filter(|(k, _)| changed.contains(k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    events.push(ChangeEvent {
+                        object: object.name,
+                        record_id: id.clone(),
+                        change_type: "UPDATE",
+                        changed_fields: changed,
+                        values,
+                        commit_ms: now_ms,
+                        origin: String::new(),
+                    });
+                    UpsertResult::Ok { id, created: false }
+                }),
+                None => self
+                    .insert(object, fields.clone(), now_ms, now_ms)
+                    .map(|id| {
+                        events.push(ChangeEvent {
+                            object: object.name,
+                            record_id: id.clone(),
+                            change_type: "CREATE",
+                            changed_fields: fields.keys().cloned().collect(),
+                            values: fields.clone(),
+                            commit_ms: now_ms,
+                            origin: String::new(),
+                        });
+                        UpsertResult::Ok { id, created: true }
+                    }),
+            };
+            results.push(outcome.unwrap_or_else(UpsertResult::Failed));
+        }
+        (results, events)
+    }
+}
