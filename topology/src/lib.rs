@@ -8,10 +8,15 @@
 //!
 //! Depends on: hub-schemas (entity names). Must not know about: Kafka, HTTP, SQL.
 
+mod expr;
 pub mod metrics;
 mod model;
 mod validate;
 
+pub use expr::{
+    Expression, ExpressionKind, MAX_COLLECTION_LEN, MAX_OPERATIONS, MAX_STRING_BYTES, Pattern,
+    sandboxed_engine,
+};
 pub use model::*;
 pub use validate::{TopologyError, parse, parse_with_env};
 

@@ -1,16 +1,31 @@
-//! A raw vendor change → a canonical record, through the topology's field mappings.
+//! A raw vendor change → canonical records, through the topology's field mappings.
 //!
 //! Pure: no I/O. Every problem found is reported, not just the first, so a dead letter tells
 //! the admin everything to fix at once.
+//!
+//! A field is filled in four steps: read (`from`, a path into the JSON or XML payload; see
+//! [`crate::path`]), `default` when that is missing, the `transform` chain, then checks —
+//! `required`, `format`, and each of `rules`. One vendor record may feed several canonical
+//! entities (the connector lists several mappings of its vendor entity); they succeed or
+//! fail together. Regular expressions and rhai expressions were compiled when the topology
+//! was parsed; per record there is one conversion of the payload for expressions, and only
+//! when the mapping has any.
 
 use apache_avro::types::Value as Avro;
 use hub_connectors::timefmt::json_timestamp_ms;
 use hub_schemas::{Entity, FieldError, RawChange, json_to_avro};
-use hub_topology::{EntityMapping, FieldMapping, Format, Topology, Transform};
+use hub_topology::{
+    Bounds, DateInputShape, EntityMapping, FieldMapping, Format, Rule, TextCase, Topology,
+    Transform,
+};
 use serde_json::{Map, Value};
 
+use crate::expr::{ExprError, ExprScope};
 use crate::formats;
+use crate::functions::{self, FunctionError};
 use crate::identity;
+use crate::path::resolve;
+use crate::xml;
 
 /// A change that became a canonical record.
 #[derive(Debug, Clone)]
@@ -44,8 +59,13 @@ impl TransformFailure {
     }
 }
 
-/// Maps and validates one raw change against the topology.
-pub fn transform_raw(topology: &Topology, raw: &RawChange) -> Result<Mapped, TransformFailure> {
+/// Maps and validates one raw change against the topology: one canonical record per
+/// mapping of its vendor entity, all or none. When several mappings apply, each error's
+/// field is prefixed with its canonical entity (`vehicle.vin`).
+pub fn transform_raw(
+    topology: &Topology,
+    raw: &RawChange,
+) -> Result<Vec<Mapped>, TransformFailure> {
     let tenant = topology.tenant(&raw.tenant).ok_or_else(|| {
         TransformFailure::mapping(format!("tenant '{}' is not in the topology", raw.tenant))
     })?;
@@ -55,35 +75,125 @@ pub fn transform_raw(topology: &Topology, raw: &RawChange) -> Result<Mapped, Tra
             raw.connector, raw.tenant
         ))
     })?;
-    let mapping = connector.mapping(&raw.vendor_entity).ok_or_else(|| {
-        TransformFailure::mapping(format!(
+    let mappings: Vec<&EntityMapping> = connector.mappings(&raw.vendor_entity).collect();
+    if mappings.is_empty() {
+        return Err(TransformFailure::mapping(format!(
             "connector '{}' has no mapping for vendor entity '{}'",
             raw.connector, raw.vendor_entity
-        ))
-    })?;
-    if !raw.content_type.contains("json") {
-        return Err(TransformFailure {
+        )));
+    }
+    let payload = decode(&raw.content_type, &raw.payload)?;
+    let several = mappings.len() > 1;
+    let mut out = Vec::with_capacity(mappings.len());
+    let mut failure: Option<TransformFailure> = None;
+    for m in mappings {
+        match map_payload(m, raw, &payload) {
+            Ok(mapped) => out.push(mapped),
+            Err(mut f) => {
+                if several {
+                    for e in &mut f.errors {
+                        e.field = Some(match e.field.take() {
+                            Some(field) => format!("{}.{field}", m.canonical),
+                            None => m.canonical.name().to_string(),
+                        });
+                    }
+                }
+                match &mut failure {
+                    None => failure = Some(f),
+                    Some(all) => all.errors.extend(f.errors),
+                }
+            }
+        }
+    }
+    match failure {
+        Some(f) if f.class == "validation" => Err(validation(f.errors)),
+        Some(f) => Err(f),
+        None => Ok(out),
+    }
+}
+
+/// Maps a payload given as text, as the console's preview and `hub mapping test` do: a
+/// synthetic change (tenant, connector and vendor `preview`; external id, modification time
+/// and deletion read through the mapping's own paths) goes through [`map_payload`].
+pub fn dry_run(
+    mapping: &EntityMapping,
+    content_type: &str,
+    payload: &str,
+) -> Result<Mapped, TransformFailure> {
+    let doc = decode(content_type, payload)?;
+    let at = |p: &Option<String>| p.as_deref().and_then(|p| resolve(&doc, p));
+    let external_id = at(&mapping.external_id).and_then(|v| match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    });
+    let source_ts = at(&mapping.updated_at)
+        .and_then(json_timestamp_ms)
+        .unwrap_or(0);
+    let deleted = at(&mapping.deleted)
+        .is_some_and(|v| matches!(v, Value::Bool(true)) || v.as_str().is_some_and(|s| s == "true"));
+    let raw = RawChange {
+        tenant: "preview".into(),
+        connector: "preview".into(),
+        vendor: "preview".into(),
+        vendor_entity: mapping.vendor_entity.clone(),
+        external_id,
+        operation: if deleted { "delete" } else { "upsert" }.into(),
+        source_ts,
+        received_at: source_ts,
+        ingest_id: "preview".into(),
+        content_type: content_type.into(),
+        payload: String::new(),
+    };
+    map_payload(mapping, &raw, &doc)
+}
+
+/// A payload's text → the tree paths read, by its content type: JSON, or XML (any
+/// `…xml` type: `application/xml`, `text/xml`, `application/vnd.adf+xml`).
+fn decode(content_type: &str, payload: &str) -> Result<Value, TransformFailure> {
+    let ct = content_type.to_ascii_lowercase();
+    if ct.contains("json") {
+        serde_json::from_str(payload).map_err(|e| TransformFailure {
+            class: "decode",
+            reason: format!("the payload is not valid JSON: {e}"),
+            errors: vec![FieldError::new("payload", "malformed_json", e.to_string())],
+        })
+    } else if ct.contains("xml") {
+        xml::parse(payload).map_err(|e| TransformFailure {
+            class: "decode",
+            reason: format!("the payload is not valid XML: {e}"),
+            errors: vec![FieldError::new("payload", "malformed_xml", e.to_string())],
+        })
+    } else {
+        Err(TransformFailure {
             class: "mapping",
-            reason: format!(
-                "'{}' payloads need an XML mapping, which connector '{}' does not define",
-                raw.content_type, raw.connector
-            ),
+            reason: format!("'{content_type}' payloads cannot be mapped; send JSON or XML"),
             errors: vec![FieldError::new(
                 "payload",
                 "unsupported_content_type",
-                "only JSON field mappings are defined",
+                "only JSON and XML payloads are mapped",
             )],
-        });
+        })
     }
-    let payload: Value = serde_json::from_str(&raw.payload).map_err(|e| TransformFailure {
-        class: "decode",
-        reason: format!("the payload is not valid JSON: {e}"),
-        errors: vec![FieldError::new("payload", "malformed_json", e.to_string())],
-    })?;
-    map_payload(mapping, raw, &payload)
 }
 
-/// Applies one entity mapping to a parsed payload (also what a mapping preview calls).
+/// What one record's fields share while they are mapped.
+struct Ctx<'a> {
+    payload: &'a Value,
+    /// Built on the first expression, so mappings without any never convert the payload.
+    scope: Option<ExprScope>,
+    /// Second outputs of transformations (`format_currency`'s `currency_field`).
+    extra: Vec<(String, Value)>,
+}
+
+impl Ctx<'_> {
+    fn scope(&mut self) -> &mut ExprScope {
+        let payload = self.payload;
+        self.scope.get_or_insert_with(|| ExprScope::new(payload))
+    }
+}
+
+/// Applies one entity mapping to a parsed payload.
 pub fn map_payload(
     mapping: &EntityMapping,
     raw: &RawChange,
@@ -92,16 +202,40 @@ pub fn map_payload(
     let entity = mapping.canonical;
     let mut errors = Vec::new();
     let mut fields = Map::new();
+    let mut ctx = Ctx {
+        payload,
+        scope: None,
+        extra: Vec::new(),
+    };
     for (name, fm) in &mapping.fields {
-        match map_field(name, fm, payload) {
-            Ok(Some(v)) => set_path(&mut fields, name, v),
-            Ok(None) => {}
-            Err(e) => errors.push(e),
+        match map_field(name, fm, &mut ctx, &mut errors) {
+            Some(v) => set_path(&mut fields, name, v),
+            None => {}
         }
+    }
+    for (name, v) in std::mem::take(&mut ctx.extra) {
+        set_path(&mut fields, &name, v);
     }
     let deleted = raw.operation == "delete";
     if !deleted {
         entity_rules(entity, &fields, &mut errors);
+        if !mapping.rules.is_empty() {
+            let doc = Value::Object(fields.clone());
+            for r in &mapping.rules {
+                let field = r.field.as_deref().unwrap_or("record");
+                match ctx.scope().check(&r.custom, &doc) {
+                    Ok(true) => {}
+                    Ok(false) => errors.push(FieldError::new(
+                        field,
+                        "rule_failed",
+                        r.message.clone().unwrap_or_else(|| {
+                            format!("the record must satisfy `{}`", r.custom.source())
+                        }),
+                    )),
+                    Err(e) => errors.push(FieldError::new(field, e.code, e.message)),
+                }
+            }
+        }
     }
     let key = identity::key_for(
         entity,
@@ -212,11 +346,17 @@ fn set_path(obj: &mut Map<String, Value>, path: &str, v: Value) {
     }
 }
 
-fn map_field(name: &str, fm: &FieldMapping, payload: &Value) -> Result<Option<Value>, FieldError> {
+/// One field's value, or `None` (left out) — with its errors pushed to `errors`.
+fn map_field(
+    name: &str,
+    fm: &FieldMapping,
+    ctx: &mut Ctx<'_>,
+    errors: &mut Vec<FieldError>,
+) -> Option<Value> {
     let source = fm
         .from
         .as_deref()
-        .and_then(|p| payload.pointer(p))
+        .and_then(|p| resolve(ctx.payload, p))
         .cloned()
         .unwrap_or(Value::Null);
     let mut v = if source.is_null() {
@@ -225,10 +365,23 @@ fn map_field(name: &str, fm: &FieldMapping, payload: &Value) -> Result<Option<Va
         source
     };
     for t in &fm.transform {
-        if v.is_null() {
-            break;
+        // Null passes through, except into steps that read the record rather than the value
+        // (an expression only when it is the field's source).
+        let runs_on_null = match t {
+            Transform::Concatenate(_) => true,
+            Transform::Calculate(_) | Transform::CustomFunction(_) => fm.from.is_none(),
+            _ => false,
+        };
+        if v.is_null() && !runs_on_null {
+            continue;
         }
-        v = apply(*t, v).map_err(|msg| FieldError::new(name, transform_code(*t), msg))?;
+        match apply(t, v, ctx) {
+            Ok(next) => v = next,
+            Err((code, msg)) => {
+                errors.push(FieldError::new(name, code, msg));
+                return None;
+            }
+        }
     }
     if let Value::String(s) = &v
         && s.is_empty()
@@ -237,22 +390,31 @@ fn map_field(name: &str, fm: &FieldMapping, payload: &Value) -> Result<Option<Va
     }
     if v.is_null() {
         if fm.required {
-            return Err(FieldError::new(
+            errors.push(FieldError::new(
                 name,
                 "required",
                 format!("{name} is required"),
             ));
         }
-        return Ok(None);
+        return None;
     }
-    if let Some(f) = fm.format {
-        check_format(name, f, &v)?;
+    let before = errors.len();
+    if let Some(f) = &fm.format
+        && let Err(e) = check_format(name, f, &v)
+    {
+        errors.push(e);
     }
-    Ok(Some(v))
+    for r in &fm.rules {
+        if let Err(e) = check_rule(name, r, &v, ctx) {
+            errors.push(e);
+        }
+    }
+    (errors.len() == before).then_some(v)
 }
 
-fn check_format(name: &str, f: Format, v: &Value) -> Result<(), FieldError> {
-    let s = v.as_str().unwrap_or_default();
+fn check_format(name: &str, f: &Format, v: &Value) -> Result<(), FieldError> {
+    let text = scalar_text(v);
+    let s = text.as_deref().unwrap_or_default();
     let (ok, code, what) = match f {
         Format::Vin => (
             formats::vin_is_valid(s),
@@ -279,6 +441,17 @@ fn check_format(name: &str, f: Format, v: &Value) -> Result<(), FieldError> {
             "state_invalid",
             "a two-letter US state code",
         ),
+        Format::Regex(p) => {
+            return if text.is_some() && p.regex().is_match(s) {
+                Ok(())
+            } else {
+                Err(FieldError::new(
+                    name,
+                    "pattern_mismatch",
+                    format!("{name} must match `{}`", p.source()),
+                ))
+            };
+        }
     };
     if ok {
         Ok(())
@@ -291,7 +464,74 @@ fn check_format(name: &str, f: Format, v: &Value) -> Result<(), FieldError> {
     }
 }
 
-fn transform_code(t: Transform) -> &'static str {
+/// One rule on a present value; `message` replaces the hub's sentence.
+fn check_rule(name: &str, r: &Rule, v: &Value, ctx: &mut Ctx<'_>) -> Result<(), FieldError> {
+    let fail = |code: &str, default: String| {
+        FieldError::new(name, code, r.message.clone().unwrap_or(default))
+    };
+    if let Some(b) = &r.range {
+        let n = match v {
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+            _ => None,
+        };
+        if !n.is_some_and(|n| within(b, n)) {
+            return Err(fail(
+                "out_of_range",
+                format!("{name} must be a number {}", describe(b)),
+            ));
+        }
+    }
+    if let Some(b) = &r.length {
+        let len = match v {
+            Value::String(s) => s.chars().count(),
+            Value::Array(a) => a.len(),
+            other => other.to_string().chars().count(),
+        };
+        if !within(b, len as f64) {
+            return Err(fail(
+                "length_out_of_range",
+                format!("{name} must have a length {}", describe(b)),
+            ));
+        }
+    }
+    if let Some(p) = &r.regex
+        && !scalar_text(v).is_some_and(|s| p.regex().is_match(&s))
+    {
+        return Err(fail(
+            "pattern_mismatch",
+            format!("{name} must match `{}`", p.source()),
+        ));
+    }
+    if let Some(e) = &r.custom {
+        match ctx.scope().check(e, v) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(fail(
+                    "rule_failed",
+                    format!("{name} must satisfy `{}`", e.source()),
+                ));
+            }
+            Err(ExprError { code, message }) => return Err(FieldError::new(name, code, message)),
+        }
+    }
+    Ok(())
+}
+
+fn within(b: &Bounds, n: f64) -> bool {
+    b.min.is_none_or(|lo| n >= lo) && b.max.is_none_or(|hi| n <= hi)
+}
+
+fn describe(b: &Bounds) -> String {
+    match (b.min, b.max) {
+        (Some(lo), Some(hi)) => format!("between {lo} and {hi}"),
+        (Some(lo), None) => format!("of at least {lo}"),
+        (None, Some(hi)) => format!("of at most {hi}"),
+        (None, None) => "of any size".into(),
+    }
+}
+
+fn legacy_code(t: &Transform) -> &'static str {
     match t {
         Transform::PhoneE164 => "phone_invalid",
         Transform::TimestampMs => "timestamp_invalid",
@@ -302,7 +542,14 @@ fn transform_code(t: Transform) -> &'static str {
     }
 }
 
-fn apply(t: Transform, v: Value) -> Result<Value, String> {
+type StepError = (&'static str, String);
+
+fn function_error(e: FunctionError) -> StepError {
+    (e.code(), e.to_string())
+}
+
+fn apply(t: &Transform, v: Value, ctx: &mut Ctx<'_>) -> Result<Value, StepError> {
+    let legacy = |msg: &str| (legacy_code(t), msg.to_string());
     Ok(match t {
         Transform::Trim => map_str(v, |s| s.trim().to_string()),
         Transform::Lowercase => map_str(v, |s| s.to_lowercase()),
@@ -311,18 +558,87 @@ fn apply(t: Transform, v: Value) -> Result<Value, String> {
             Value::String(_) => v,
             Value::Number(n) => Value::String(n.to_string()),
             Value::Bool(b) => Value::String(b.to_string()),
-            _ => return Err("expected a scalar value".into()),
+            _ => return Err(legacy("expected a scalar value")),
         },
         Transform::PhoneE164 => {
-            let s = scalar_text(&v).ok_or("expected a phone number")?;
-            Value::String(formats::phone_to_e164(&s).ok_or("not a valid phone number")?)
+            let s = scalar_text(&v).ok_or_else(|| legacy("expected a phone number"))?;
+            Value::String(
+                formats::phone_to_e164(&s).ok_or_else(|| legacy("not a valid phone number"))?,
+            )
         }
         Transform::TimestampMs => {
-            Value::from(json_timestamp_ms(&v).ok_or("not a recognised date/time")?)
+            Value::from(json_timestamp_ms(&v).ok_or_else(|| legacy("not a recognised date/time"))?)
         }
-        Transform::MoneyMinor => Value::from(money_minor(&v).ok_or("not an amount of money")?),
-        Transform::Integer => Value::from(integer(&v).ok_or("not a whole number")?),
-        Transform::Boolean => Value::from(boolean(&v).ok_or("not true or false")?),
+        Transform::MoneyMinor => {
+            Value::from(money_minor(&v).ok_or_else(|| legacy("not an amount of money"))?)
+        }
+        Transform::Integer => Value::from(integer(&v).ok_or_else(|| legacy("not a whole number"))?),
+        Transform::Boolean => Value::from(boolean(&v).ok_or_else(|| legacy("not true or false"))?),
+        Transform::FormatDate(a) => {
+            let opts = functions::DateOptions {
+                input: match a.input {
+                    DateInputShape::Auto => functions::DateInput::Auto,
+                    DateInputShape::Iso8601 => functions::DateInput::Iso8601,
+                    DateInputShape::EpochMs => functions::DateInput::EpochMillis,
+                    DateInputShape::UsDate => functions::DateInput::UsDate,
+                    DateInputShape::Star => functions::DateInput::StarDateTime,
+                    DateInputShape::Salesforce => functions::DateInput::Salesforce,
+                },
+                source_tz: a.tz,
+            };
+            functions::format_date(&v, &opts).map_err(function_error)?
+        }
+        Transform::FormatCurrency(a) => {
+            let opts = functions::CurrencyOptions {
+                currency: a.currency.clone(),
+                input_is_minor: a.input_is_minor,
+            };
+            match functions::format_currency(&v, &opts).map_err(function_error)? {
+                Value::Object(mut m) => {
+                    if let (Some(field), Some(code)) = (&a.currency_field, m.remove("currency")) {
+                        ctx.extra.push((field.clone(), code));
+                    }
+                    m.remove("amount_minor").unwrap_or(Value::Null)
+                }
+                other => other,
+            }
+        }
+        Transform::FormatPhone(a) => {
+            functions::format_phone(&v, &a.region).map_err(function_error)?
+        }
+        Transform::NormalizeText(a) => {
+            let opts = functions::TextOptions {
+                trim: a.trim,
+                collapse_spaces: a.collapse_spaces,
+                case: match a.case {
+                    TextCase::Keep => functions::Case::Keep,
+                    TextCase::Lower => functions::Case::Lower,
+                    TextCase::Upper => functions::Case::Upper,
+                    TextCase::Title => functions::Case::Title,
+                },
+                nfc: a.nfc,
+            };
+            functions::normalize_text(&v, &opts).map_err(function_error)?
+        }
+        Transform::LookupValue(a) => {
+            functions::lookup_value(&v, &a.table, a.default.clone(), a.case_insensitive)
+                .map_err(function_error)?
+        }
+        Transform::Concatenate(a) => {
+            let parts: Vec<Value> = a
+                .from
+                .iter()
+                .map(|p| resolve(ctx.payload, p).cloned().unwrap_or(Value::Null))
+                .collect();
+            functions::concatenate(&parts, &a.separator, a.skip_empty).map_err(function_error)?
+        }
+        Transform::Split(a) => {
+            functions::split(&v, &a.separator, a.index).map_err(function_error)?
+        }
+        Transform::Calculate(e) | Transform::CustomFunction(e) => ctx
+            .scope()
+            .evaluate(e, &v)
+            .map_err(|e| (e.code, e.message))?,
     })
 }
 
@@ -448,7 +764,7 @@ mod tests {
             "Contact",
             json!({"Id":"003A","FirstName":" Pat ","LastName":"Lee","Email":" Pat.Lee@Example.com","Phone":"(512) 555-0143","MailingCity":"Austin","MailingState":"tx","MailingPostalCode":"78701"}),
         );
-        let m = transform_raw(&topology(), &r).unwrap();
+        let m = transform_raw(&topology(), &r).unwrap().remove(0);
         assert_eq!(m.entity, Entity::Customer);
         assert_eq!(m.doc["email"], "pat.lee@example.com");
         assert_eq!(m.doc["phone"], "+15125550143");
@@ -500,7 +816,7 @@ mod tests {
             "Vehicle__c",
             json!({"Id":"a01","VIN__c":"1hgcm82633a004352","Year__c":"2021","Price__c":"$24,995.50","Mileage__c":"31,200"}),
         );
-        let m = transform_raw(&topology(), &good).unwrap();
+        let m = transform_raw(&topology(), &good).unwrap().remove(0);
         assert_eq!(m.key, "1HGCM82633A004352");
         assert_eq!(m.doc["list_price_minor"], 2_499_550);
         assert_eq!(m.doc["year"], 2021);

@@ -246,7 +246,7 @@ impl TransformRunner {
         let mut outs = Vec::with_capacity(batch.len());
         for msg in batch {
             match self.process(msg) {
-                Ok(out) => outs.push(out),
+                Ok(out) => outs.extend(out),
                 Err(e) => {
                     // The registry is away: do not dead-letter good records for our outage.
                     warn!(error = %e, "transform paused: cannot encode");
@@ -301,7 +301,7 @@ impl TransformRunner {
     }
 
     /// One raw record → the record(s) to produce for it. `Err` only for our own outages.
-    fn process(&self, msg: &OwnedMessage) -> Result<Out, TransformError> {
+    fn process(&self, msg: &OwnedMessage) -> Result<Vec<Out>, TransformError> {
         let value = msg.payload().unwrap_or_default();
         let original_key = msg.key().map(|k| String::from_utf8_lossy(k).into_owned());
         let raw = match self.rt.block_on(self.codec.decode_raw(value)) {
@@ -309,7 +309,9 @@ impl TransformRunner {
             Err(e) if e.is_retriable() => return Err(TransformError::Registry(e.to_string())),
             Err(e) => {
                 let reason = format!("the record could not be decoded as a RawChange: {e}");
-                return self.dead_letter(msg, original_key, None, "decode", reason, Vec::new());
+                return self
+                    .dead_letter(msg, original_key, None, "decode", reason, Vec::new())
+                    .map(|o| vec![o]);
             }
         };
         let known = self
@@ -323,31 +325,35 @@ impl TransformRunner {
             ("unknown".to_string(), "unknown".to_string())
         };
         match transform_raw(&self.topology, &raw) {
-            Ok(mapped) => {
-                let topic = self.topology.topic_names().canonical(mapped.entity);
-                let payload = self
-                    .rt
-                    .block_on(self.codec.encode_value(
-                        &topic,
-                        mapped.entity.schema_text(),
-                        mapped.avro,
-                    ))
-                    .map_err(|e| TransformError::Registry(e.to_string()))?;
-                metrics::counter!(m::TRANSFORM_RECORDS_TOTAL, "tenant" => tenant_label, "connector" => connector_label,
-                    "entity" => mapped.entity.name(), "outcome" => "canonical")
-                .increment(1);
-                Ok(Out {
-                    topic,
-                    key: record_key(&raw.tenant, &mapped.key),
-                    payload,
-                    headers: vec![
-                        (headers::TENANT, raw.tenant.clone()),
-                        (headers::CONNECTOR, raw.connector.clone()),
-                        (headers::INGEST_ID, raw.ingest_id.clone()),
-                        (headers::ENTITY, mapped.entity.name().to_string()),
-                        (headers::RECEIVED_AT_MS, raw.received_at.to_string()),
-                    ],
-                })
+            Ok(all) => {
+                let mut outs = Vec::with_capacity(all.len());
+                for mapped in all {
+                    let topic = self.topology.topic_names().canonical(mapped.entity);
+                    let payload = self
+                        .rt
+                        .block_on(self.codec.encode_value(
+                            &topic,
+                            mapped.entity.schema_text(),
+                            mapped.avro,
+                        ))
+                        .map_err(|e| TransformError::Registry(e.to_string()))?;
+                    metrics::counter!(m::TRANSFORM_RECORDS_TOTAL, "tenant" => tenant_label.clone(), "connector" => connector_label.clone(),
+                        "entity" => mapped.entity.name(), "outcome" => "canonical")
+                    .increment(1);
+                    outs.push(Out {
+                        topic,
+                        key: record_key(&raw.tenant, &mapped.key),
+                        payload,
+                        headers: vec![
+                            (headers::TENANT, raw.tenant.clone()),
+                            (headers::CONNECTOR, raw.connector.clone()),
+                            (headers::INGEST_ID, raw.ingest_id.clone()),
+                            (headers::ENTITY, mapped.entity.name().to_string()),
+                            (headers::RECEIVED_AT_MS, raw.received_at.to_string()),
+                        ],
+                    });
+                }
+                Ok(outs)
             }
             Err(failure) => {
                 metrics::counter!(m::TRANSFORM_RECORDS_TOTAL, "tenant" => tenant_label, "connector" => connector_label,
@@ -362,6 +368,7 @@ impl TransformRunner {
                     failure.reason,
                     failure.errors,
                 )
+                .map(|o| vec![o])
             }
         }
     }
