@@ -195,6 +195,7 @@ mod tests {
             .evaluate(&script("let x = 0; loop { x += 1 }"), &Value::Null)
             .unwrap_err();
         assert_eq!(e.code, "expression_limit", "{e:?}");
+        assert!(e.message.contains("operations"), "{e:?}");
         let e = s
             .evaluate(
                 &script("let s = \"xxxxxxxx\"; loop { s += s }"),
@@ -202,10 +203,12 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(e.code, "expression_limit", "{e:?}");
+        assert!(e.message.contains("too large"), "{e:?}");
         let e = s
             .evaluate(&script("fn f(n) { f(n + 1) } f(0)"), &Value::Null)
             .unwrap_err();
         assert_eq!(e.code, "expression_limit", "{e:?}");
+        assert!(e.message.contains("nested calls"), "{e:?}");
     }
 
     #[test]

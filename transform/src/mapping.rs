@@ -86,8 +86,10 @@ pub fn transform_raw(
     let several = mappings.len() > 1;
     let mut out = Vec::with_capacity(mappings.len());
     let mut failure: Option<TransformFailure> = None;
+    // The mappings share one conversion of the payload for their expressions.
+    let mut scope = None;
     for m in mappings {
-        match map_payload(m, raw, &payload) {
+        match map_with(m, raw, &payload, &mut scope) {
             Ok(mapped) => out.push(mapped),
             Err(mut f) => {
                 if several {
@@ -122,11 +124,6 @@ pub fn dry_run(
 ) -> Result<Mapped, TransformFailure> {
     let doc = decode(content_type, payload)?;
     let at = |p: &Option<String>| p.as_deref().and_then(|p| resolve(&doc, p));
-    let external_id = at(&mapping.external_id).and_then(|v| match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    });
     let source_ts = at(&mapping.updated_at)
         .and_then(json_timestamp_ms)
         .unwrap_or(0);
@@ -137,7 +134,8 @@ pub fn dry_run(
         connector: "preview".into(),
         vendor: "preview".into(),
         vendor_entity: mapping.vendor_entity.clone(),
-        external_id,
+        // map_payload reads it through the mapping's path.
+        external_id: None,
         operation: if deleted { "delete" } else { "upsert" }.into(),
         source_ts,
         received_at: source_ts,
@@ -146,6 +144,15 @@ pub fn dry_run(
         payload: String::new(),
     };
     map_payload(mapping, &raw, &doc)
+}
+
+/// The text of a string or number at `path`, when there is one.
+fn path_text(payload: &Value, path: &str) -> Option<String> {
+    match resolve(payload, path)? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
 }
 
 /// A payload's text → the tree paths read, by its content type: JSON, or XML (any
@@ -181,7 +188,7 @@ fn decode(content_type: &str, payload: &str) -> Result<Value, TransformFailure> 
 struct Ctx<'a> {
     payload: &'a Value,
     /// Built on the first expression, so mappings without any never convert the payload.
-    scope: Option<ExprScope>,
+    scope: &'a mut Option<ExprScope>,
     /// Second outputs of transformations (`format_currency`'s `currency_field`).
     extra: Vec<(String, Value)>,
 }
@@ -193,24 +200,37 @@ impl Ctx<'_> {
     }
 }
 
-/// Applies one entity mapping to a parsed payload.
+/// Applies one entity mapping to a parsed payload. When the change carries no external id
+/// (ingest reads ids only from JSON), the mapping's `external_id` path supplies it.
 pub fn map_payload(
     mapping: &EntityMapping,
     raw: &RawChange,
     payload: &Value,
 ) -> Result<Mapped, TransformFailure> {
+    map_with(mapping, raw, payload, &mut None)
+}
+
+fn map_with(
+    mapping: &EntityMapping,
+    raw: &RawChange,
+    payload: &Value,
+    scope: &mut Option<ExprScope>,
+) -> Result<Mapped, TransformFailure> {
     let entity = mapping.canonical;
     let mut errors = Vec::new();
     let mut fields = Map::new();
+    let external_id = raw
+        .external_id
+        .clone()
+        .or_else(|| path_text(payload, mapping.external_id.as_deref()?));
     let mut ctx = Ctx {
         payload,
-        scope: None,
+        scope,
         extra: Vec::new(),
     };
     for (name, fm) in &mapping.fields {
-        match map_field(name, fm, &mut ctx, &mut errors) {
-            Some(v) => set_path(&mut fields, name, v),
-            None => {}
+        if let Some(v) = map_field(name, fm, &mut ctx, &mut errors) {
+            set_path(&mut fields, name, v);
         }
     }
     for (name, v) in std::mem::take(&mut ctx.extra) {
@@ -241,7 +261,7 @@ pub fn map_payload(
         entity,
         &raw.tenant,
         &raw.connector,
-        raw.external_id.as_deref(),
+        external_id.as_deref(),
         &Value::Object(fields.clone()),
     );
     let Some(key) = key else {
@@ -277,7 +297,7 @@ pub fn map_payload(
     doc.insert("source_entity".into(), raw.vendor_entity.clone().into());
     doc.insert(
         "external_id".into(),
-        raw.external_id.clone().map_or(Value::Null, Value::String),
+        external_id.map_or(Value::Null, Value::String),
     );
     doc.insert("source_updated_at".into(), raw.source_ts.into());
     doc.insert("received_at".into(), raw.received_at.into());
@@ -851,8 +871,10 @@ mod tests {
     const ADF: &str = include_str!("../tests/fixtures/adf_lead_two_vehicles.xml");
 
     fn adf_topology() -> Topology {
-        hub_topology::parse_with_env(include_str!("../tests/fixtures/adf_topology.yaml"), &|_| None)
-            .unwrap()
+        hub_topology::parse_with_env(include_str!("../tests/fixtures/adf_topology.yaml"), &|_| {
+            None
+        })
+        .unwrap()
     }
 
     fn adf_raw(payload: &str) -> RawChange {
@@ -861,7 +883,8 @@ mod tests {
             connector: "leads".into(),
             vendor: "generic".into(),
             vendor_entity: "prospect".into(),
-            external_id: Some("L-1001".into()),
+            // As ingest sends XML: it reads ids from JSON only.
+            external_id: None,
             operation: "upsert".into(),
             source_ts: 1_714_564_800_000,
             received_at: 1_714_564_801_000,
@@ -888,6 +911,7 @@ mod tests {
         assert_eq!(entities, [Entity::Lead, Entity::Customer, Entity::Vehicle]);
         let lead = &all[0].doc;
         assert_eq!(lead["lead_id"], "L-1001");
+        assert_eq!(lead["external_id"], "L-1001");
         assert_eq!(lead["first_name"], "Pat");
         assert_eq!(lead["last_name"], "Lee");
         assert_eq!(lead["email"], "pat@example.com");
@@ -935,7 +959,11 @@ mod tests {
         );
         let year = f.errors.iter().find(|e| e.code == "out_of_range").unwrap();
         assert_eq!(year.message, "the model year must be between 1981 and 2100");
-        let country = f.errors.iter().find(|e| e.code == "pattern_mismatch").unwrap();
+        let country = f
+            .errors
+            .iter()
+            .find(|e| e.code == "pattern_mismatch")
+            .unwrap();
         assert_eq!(country.message, "the country must be a two-letter code");
     }
 
@@ -943,7 +971,10 @@ mod tests {
     fn entity_rules_see_the_mapped_record() {
         let no_contact = ADF
             .replace("<email preferredcontact=\"1\">pat@example.com</email>", "")
-            .replace("<phone type=\"cellphone\" time=\"evening\">512-555-0143</phone>", "");
+            .replace(
+                "<phone type=\"cellphone\" time=\"evening\">512-555-0143</phone>",
+                "",
+            );
         let f = transform_raw(&adf_topology(), &adf_raw(&no_contact)).unwrap_err();
         let e = f.errors.iter().find(|e| e.code == "rule_failed").unwrap();
         assert_eq!(e.field.as_deref(), Some("lead.email"));
@@ -972,7 +1003,10 @@ mod tests {
         let lead = &t.tenants[0].connectors[0].entities[0];
         let m = dry_run(lead, "application/xml", ADF).unwrap();
         assert_eq!(m.doc["source_updated_at"], 1_714_575_600_000i64);
-        assert_eq!(dry_run(lead, "application/json", ADF).unwrap_err().class, "decode");
+        assert_eq!(
+            dry_run(lead, "application/json", ADF).unwrap_err().class,
+            "decode"
+        );
     }
 
     fn one_field(field: &str) -> EntityMapping {
@@ -999,7 +1033,9 @@ mod tests {
         );
         let payload = json!({"id": "1", "first": "  mary-ann  o'BRIEN ", "full": "Pat Leeson", "kind": 2,
             "phone": "020 7946 0018", "consent": "03/10/2024", "created": 1_714_564_800, "optin": "yes"});
-        let doc = dry_run(&m, "application/json", &payload.to_string()).unwrap().doc;
+        let doc = dry_run(&m, "application/json", &payload.to_string())
+            .unwrap()
+            .doc;
         assert_eq!(doc["first_name"], "Mary-Ann O'Brien");
         assert_eq!(doc["last_name"], "Lee");
         assert_eq!(doc["company_name"], "  mary-ann  o'BRIEN  / Pat Leeson");
@@ -1021,8 +1057,12 @@ mod tests {
               email: { from: /d, transform: [{ calculate: "value.len()" }], rules: [{ custom: "value" }] }
 "#,
         );
-        let f = dry_run(&m, "application/json", r#"{"a":"x","b":"y","c":"abcd","d":"xyz"}"#)
-            .unwrap_err();
+        let f = dry_run(
+            &m,
+            "application/json",
+            r#"{"a":"x","b":"y","c":"abcd","d":"xyz"}"#,
+        )
+        .unwrap_err();
         assert_eq!(
             codes(&f),
             [
@@ -1045,12 +1085,18 @@ mod tests {
               preferred_language: { default: xx }
 "#,
         );
-        let doc = dry_run(&m, "application/json", r#"{"id":"1","n":"L","price":"1234.50 EUR"}"#)
-            .unwrap()
-            .doc;
+        let doc = dry_run(
+            &m,
+            "application/json",
+            r#"{"id":"1","n":"L","price":"1234.50 EUR"}"#,
+        )
+        .unwrap()
+        .doc;
         assert_eq!(doc["company_name"], "123450");
         assert_eq!(doc["preferred_language"], "EUR");
-        let doc = dry_run(&m, "application/json", r#"{"id":"1","n":"L"}"#).unwrap().doc;
+        let doc = dry_run(&m, "application/json", r#"{"id":"1","n":"L"}"#)
+            .unwrap()
+            .doc;
         assert_eq!(doc["preferred_language"], "xx");
     }
 
@@ -1063,24 +1109,53 @@ mod tests {
         let mut fields = String::new();
         let mut payload = Map::new();
         for (i, f) in [
-            "first_name", "last_name", "email", "phone", "mobile_phone", "work_phone",
-            "address.line1", "address.line2", "address.city", "address.state",
-            "address.postal_code", "address.country", "driver_license_number",
-            "driver_license_state", "preferred_contact", "company_name", "customer_type",
-            "preferred_language", "email_opt_in", "sms_opt_in",
+            "first_name",
+            "last_name",
+            "email",
+            "phone",
+            "mobile_phone",
+            "work_phone",
+            "address.line1",
+            "address.line2",
+            "address.city",
+            "address.state",
+            "address.postal_code",
+            "address.country",
+            "driver_license_number",
+            "driver_license_state",
+            "preferred_contact",
+            "company_name",
+            "customer_type",
+            "preferred_language",
+            "email_opt_in",
+            "sms_opt_in",
         ]
         .iter()
         .enumerate()
         {
             let (t, v, extra) = match *f {
-                "email" => ("[trim, lowercase]", json!(" Pat@Example.com"), ", format: email"),
-                "phone" | "mobile_phone" | "work_phone" => ("[phone_e164]", json!("(512) 555-0143"), ", format: e164"),
+                "email" => (
+                    "[trim, lowercase]",
+                    json!(" Pat@Example.com"),
+                    ", format: email",
+                ),
+                "phone" | "mobile_phone" | "work_phone" => {
+                    ("[phone_e164]", json!("(512) 555-0143"), ", format: e164")
+                }
                 "address.state" => ("[trim, uppercase]", json!("tx"), ", format: us_state"),
-                "address.postal_code" => ("[trim]", json!("78701"), ", rules: [{regex: '^[0-9]{5}$'}]"),
+                "address.postal_code" => {
+                    ("[trim]", json!("78701"), ", rules: [{regex: '^[0-9]{5}$'}]")
+                }
                 "email_opt_in" | "sms_opt_in" => ("[boolean]", json!("yes"), ""),
-                _ => ("[trim, {normalize_text: {case: title}}]", json!(" some  text "), ", rules: [{length: {max: 40}}]"),
+                _ => (
+                    "[trim, {normalize_text: {case: title}}]",
+                    json!(" some  text "),
+                    ", rules: [{length: {max: 40}}]",
+                ),
             };
-            fields.push_str(&format!("              {f}: {{ from: /f{i}, transform: {t}{extra} }}\n"));
+            fields.push_str(&format!(
+                "              {f}: {{ from: /f{i}, transform: {t}{extra} }}\n"
+            ));
             payload.insert(format!("f{i}"), v);
         }
         let m = one_field(&fields);
