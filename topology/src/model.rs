@@ -225,6 +225,12 @@ pub struct FieldMapping {
 /// A null value passes through every step unchanged, except `concatenate` (which reads its
 /// parts from the record) and, in a field without `from`, `calculate` / `custom_function`
 /// (there the expression is the source and reads `record`).
+///
+/// Expressions are [rhai](https://rhai.rs) (see `hub_topology::sandboxed_engine` for the
+/// sandbox): `value` is the field's current value and `record` the vendor payload as a map —
+/// for XML, the tree described on [`FieldMapping`], so an attribute is
+/// `record.adf.prospect["@status"]` and a repeated element `record.adf.prospect.vehicle[1]`.
+/// A missing value is `()`. Errors are `expression_failed`, limits `expression_limit`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transform {
     Trim,
@@ -557,17 +563,56 @@ pub enum TextCase {
     Title,
 }
 
-/// `lookup_value`'s arguments. Keys are the value's text (quote numeric keys in YAML:
-/// `{"1": new}`).
+/// `lookup_value`'s arguments. Keys are matched against the value's text; numeric and
+/// boolean keys in the file (`{1: individual, 2: business}`) are read as their text.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LookupValueArgs {
+    #[serde(deserialize_with = "text_keyed")]
     pub table: BTreeMap<String, serde_json::Value>,
     /// For values not in the table; without one they are `lookup_unmapped` errors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<serde_json::Value>,
     #[serde(default)]
     pub case_insensitive: bool,
+}
+
+fn text_keyed<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, serde_json::Value>, D::Error> {
+    #[derive(PartialEq, Eq, PartialOrd, Ord)]
+    struct Key(String);
+    impl<'de> Deserialize<'de> for Key {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Key;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("a text, number or true/false key")
+                }
+                fn visit_str<E: de::Error>(self, s: &str) -> Result<Key, E> {
+                    Ok(Key(s.to_string()))
+                }
+                fn visit_i64<E: de::Error>(self, n: i64) -> Result<Key, E> {
+                    Ok(Key(n.to_string()))
+                }
+                fn visit_u64<E: de::Error>(self, n: u64) -> Result<Key, E> {
+                    Ok(Key(n.to_string()))
+                }
+                fn visit_f64<E: de::Error>(self, n: f64) -> Result<Key, E> {
+                    Ok(Key(
+                        serde_json::Number::from_f64(n).map_or(n.to_string(), |n| n.to_string())
+                    ))
+                }
+                fn visit_bool<E: de::Error>(self, b: bool) -> Result<Key, E> {
+                    Ok(Key(b.to_string()))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+    let table = BTreeMap::<Key, serde_json::Value>::deserialize(d)?;
+    Ok(table.into_iter().map(|(k, v)| (k.0, v)).collect())
 }
 
 /// `concatenate`'s arguments.

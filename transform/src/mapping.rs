@@ -1023,7 +1023,7 @@ mod tests {
             r#"              first_name: { from: /first, transform: [trim, { normalize_text: { case: title } }] }
               last_name: { from: /full, transform: [{ split: { separator: " ", index: 1 } }, { custom_function: "if value.len() > 3 { value.sub_string(0, 3) } else { value }" }] }
               company_name: { transform: [{ concatenate: { from: [/first, /missing, /full], separator: " / " } }] }
-              customer_type: { from: /kind, transform: [{ lookup_value: { table: { "1": individual, "2": business }, default: other } }] }
+              customer_type: { from: /kind, transform: [{ lookup_value: { table: { 1: individual, 2: business }, default: other } }] }
               preferred_language: { transform: [{ calculate: 'if record.lang == () { "en" } else { record.lang }' }] }
               phone: { from: /phone, transform: [{ format_phone: { region: GB } }] }
               consent_updated_at: { from: /consent, transform: [{ format_date: { tz: America/Chicago, input: mm/dd/yyyy } }] }
