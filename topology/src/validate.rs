@@ -100,7 +100,7 @@ fn line_after(text: &str, from: Option<usize>, needles: &[&str]) -> Option<usize
     let start = from.unwrap_or(1);
     text.lines()
         .enumerate()
-        .skip(start - 1)
+        .skip(start.saturating_sub(1))
         .take(200)
         .find(|(_, l)| needles.iter().all(|n| l.contains(n)))
         .map_or(from, |(i, _)| Some(i + 1))
@@ -667,5 +667,18 @@ mod tests {
         assert!(check_path("/[a=x]").is_err());
         assert!(check_path("/a[b=x]]").is_err());
         assert!(check_path("/a]").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_transform_and_rule_text_never_panics(
+            step in "[a-z_{}:\\[\\], \"'/.*0-9@=-]{0,60}",
+            rule in "[a-z_{}:\\[\\], \"'/.*0-9@=^$-]{0,60}",
+        ) {
+            let text = with_entities(&format!(
+                "          - vendor_entity: Contact\n            canonical: customer\n            fields:\n              last_name:\n                from: /L\n                transform: [{step}]\n                rules: [{rule}]\n"
+            ));
+            let _ = parse_with_env(&text, &env);
+        }
     }
 }
