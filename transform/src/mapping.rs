@@ -61,7 +61,8 @@ impl TransformFailure {
 
 /// Maps and validates one raw change against the topology: one canonical record per
 /// mapping of its vendor entity, all or none. When several mappings apply, each error's
-/// field is prefixed with its canonical entity (`vehicle.vin`).
+/// field is prefixed with its canonical entity (`vehicle.vin`), and a lead made alongside a
+/// customer gets that customer's key as its `customer_key` (unless mapped explicitly).
 pub fn transform_raw(
     topology: &Topology,
     raw: &RawChange,
@@ -88,7 +89,7 @@ pub fn transform_raw(
     let mut failure: Option<TransformFailure> = None;
     // The mappings share one conversion of the payload for their expressions.
     let mut scope = None;
-    for m in mappings {
+    for m in &mappings {
         match map_with(m, raw, &payload, &mut scope) {
             Ok(mapped) => out.push(mapped),
             Err(mut f) => {
@@ -110,8 +111,37 @@ pub fn transform_raw(
     match failure {
         Some(f) if f.class == "validation" => Err(validation(f.errors)),
         Some(f) => Err(f),
-        None => Ok(out),
+        None => {
+            link_leads_to_customer(&mappings, &mut out)?;
+            Ok(out)
+        }
     }
+}
+
+/// A lead mapped from the same record as a customer (an ADF prospect) belongs to that
+/// customer, unless its mapping fills `customer_key` itself.
+fn link_leads_to_customer(
+    mappings: &[&EntityMapping],
+    out: &mut [Mapped],
+) -> Result<(), TransformFailure> {
+    let Some(customer) = out.iter().find(|m| m.entity == Entity::Customer) else {
+        return Ok(());
+    };
+    let customer_key = Value::String(customer.key.clone());
+    for (m, mapping) in out.iter_mut().zip(mappings) {
+        if m.entity != Entity::Lead || mapping.fields.contains_key("customer_key") {
+            continue;
+        }
+        m.doc["customer_key"] = customer_key.clone();
+        m.avro = json_to_avro(&m.doc, m.entity.schema()).map_err(|e| {
+            validation(vec![FieldError::new(
+                e.path(),
+                "schema_mismatch",
+                e.to_string(),
+            )])
+        })?;
+    }
+    Ok(())
 }
 
 /// Maps a payload given as text, as the console's preview and `hub mapping test` do: a
@@ -925,6 +955,11 @@ mod tests {
         // 10:00 at -05:00; the offset wins over the configured zone.
         assert_eq!(lead["created_at"], 1_714_575_600_000i64);
         let customer = &all[1].doc;
+        assert_eq!(lead["customer_key"], all[1].key.as_str());
+        assert_eq!(
+            all[1].key,
+            identity::customer_key("demo-motors", "email", "pat@example.com")
+        );
         assert_eq!(customer["mobile_phone"], "+15125550143");
         assert_eq!(customer["address"]["state"], "IL");
         assert_eq!(customer["address"]["country"], "US");
