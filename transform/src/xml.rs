@@ -258,6 +258,12 @@ mod tests {
     }
 
     #[test]
+    fn a_byte_order_mark_and_surrounding_whitespace_are_fine() {
+        assert_eq!(parse("\u{feff}<a>x</a>\n").unwrap(), json!({"a": "x"}));
+        assert_eq!(parse("\n  <a> x </a>  ").unwrap(), json!({"a": "x"}));
+    }
+
+    #[test]
     fn malformed_and_hostile_documents_are_refused() {
         for bad in [
             "",
