@@ -1135,75 +1135,85 @@ mod tests {
         assert_eq!(doc["preferred_language"], "xx");
     }
 
-    /// Not a benchmark harness, just a guard: a 20-field mapping with rules must stay in
-    /// microseconds. Run with `--ignored --nocapture` (numbers from a debug build are ~10x
-    /// a release build's).
+    /// Not a benchmark harness, just a record of the cost: a 20-field mapping with formats
+    /// and rules, with and without libphonenumber (which dominates). Run with
+    /// `cargo test --release -p hub-transform twenty -- --ignored --nocapture`.
     #[test]
     #[ignore]
     fn twenty_fields_map_in_microseconds() {
-        let mut fields = String::new();
-        let mut payload = Map::new();
-        for (i, f) in [
-            "first_name",
-            "last_name",
-            "email",
-            "phone",
-            "mobile_phone",
-            "work_phone",
-            "address.line1",
-            "address.line2",
-            "address.city",
-            "address.state",
-            "address.postal_code",
-            "address.country",
-            "driver_license_number",
-            "driver_license_state",
-            "preferred_contact",
-            "company_name",
-            "customer_type",
-            "preferred_language",
-            "email_opt_in",
-            "sms_opt_in",
-        ]
-        .iter()
-        .enumerate()
-        {
-            let (t, v, extra) = match *f {
-                "email" => (
-                    "[trim, lowercase]",
-                    json!(" Pat@Example.com"),
-                    ", format: email",
-                ),
-                "phone" | "mobile_phone" | "work_phone" => {
-                    ("[phone_e164]", json!("(512) 555-0143"), ", format: e164")
-                }
-                "address.state" => ("[trim, uppercase]", json!("tx"), ", format: us_state"),
-                "address.postal_code" => {
-                    ("[trim]", json!("78701"), ", rules: [{regex: '^[0-9]{5}$'}]")
-                }
-                "email_opt_in" | "sms_opt_in" => ("[boolean]", json!("yes"), ""),
-                _ => (
-                    "[trim, {normalize_text: {case: title}}]",
-                    json!(" some  text "),
-                    ", rules: [{length: {max: 40}}]",
-                ),
-            };
-            fields.push_str(&format!(
-                "              {f}: {{ from: /f{i}, transform: {t}{extra} }}\n"
-            ));
-            payload.insert(format!("f{i}"), v);
+        for phones in [true, false] {
+            let mut fields = String::new();
+            let mut payload = Map::new();
+            for (i, f) in [
+                "first_name",
+                "last_name",
+                "email",
+                "phone",
+                "mobile_phone",
+                "work_phone",
+                "address.line1",
+                "address.line2",
+                "address.city",
+                "address.state",
+                "address.postal_code",
+                "address.country",
+                "driver_license_number",
+                "driver_license_state",
+                "preferred_contact",
+                "company_name",
+                "customer_type",
+                "preferred_language",
+                "email_opt_in",
+                "sms_opt_in",
+            ]
+            .iter()
+            .enumerate()
+            {
+                let (t, v, extra) = match *f {
+                    "email" => (
+                        "[trim, lowercase]",
+                        json!(" Pat@Example.com"),
+                        ", format: email",
+                    ),
+                    "phone" | "mobile_phone" | "work_phone" if phones => {
+                        ("[phone_e164]", json!("(512) 555-0143"), ", format: e164")
+                    }
+                    "phone" | "mobile_phone" | "work_phone" => {
+                        ("[trim]", json!("+15125550143"), ", format: e164")
+                    }
+                    "address.state" => ("[trim, uppercase]", json!("tx"), ", format: us_state"),
+                    "address.postal_code" => {
+                        ("[trim]", json!("78701"), ", rules: [{regex: '^[0-9]{5}$'}]")
+                    }
+                    "email_opt_in" | "sms_opt_in" => ("[boolean]", json!("yes"), ""),
+                    "preferred_language" => (
+                        "[{calculate: 'value.to_lower()'}]",
+                        json!("EN"),
+                        ", rules: [{custom: 'value.len() == 2'}]",
+                    ),
+                    _ => (
+                        "[trim, {normalize_text: {case: title}}]",
+                        json!(" some  text "),
+                        ", rules: [{length: {max: 40}}]",
+                    ),
+                };
+                fields.push_str(&format!(
+                    "              {f}: {{ from: /f{i}, transform: {t}{extra} }}\n"
+                ));
+                payload.insert(format!("f{i}"), v);
+            }
+            let m = one_field(&fields);
+            let raw = raw("X", json!({}));
+            let payload = Value::Object(payload);
+            map_payload(&m, &raw, &payload).unwrap();
+            let n = 5000;
+            let started = std::time::Instant::now();
+            for _ in 0..n {
+                std::hint::black_box(map_payload(&m, &raw, &payload).unwrap());
+            }
+            let per = started.elapsed() / n;
+            println!("20-field record, phone parsing {phones}: {per:?} per record");
         }
-        let m = one_field(&fields);
-        let raw = raw("X", json!({}));
-        let payload = Value::Object(payload);
-        map_payload(&m, &raw, &payload).unwrap();
-        let n = 2000;
-        let started = std::time::Instant::now();
-        for _ in 0..n {
-            std::hint::black_box(map_payload(&m, &raw, &payload).unwrap());
-        }
-        let per = started.elapsed() / n;
-        println!("20-field record: {per:?} per record");
     }
 
     proptest::proptest! {
