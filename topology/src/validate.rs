@@ -7,7 +7,7 @@ use apache_avro::Schema;
 
 use hub_schemas::Entity;
 
-use crate::model::{TargetKind, Topology};
+use crate::model::{FormatCurrencyArgs, TargetKind, Topology, Transform};
 
 /// One problem in a topology file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,6 +94,48 @@ fn refine_line(text: &str, reported: usize, message: &str) -> usize {
         .take(50)
         .find(|(_, l)| l.contains(q))
         .map_or(reported, |(i, _)| i + 1)
+}
+
+/// The first line at or after `from` (1-based) holding every needle; `from` itself when
+/// there is none (a flow-style mapping keeps everything on the field's line).
+fn line_after(text: &str, from: Option<usize>, needles: &[&str]) -> Option<usize> {
+    let start = from.unwrap_or(1);
+    text.lines()
+        .enumerate()
+        .skip(start.saturating_sub(1))
+        .take(200)
+        .find(|(_, l)| needles.iter().all(|n| l.contains(n)))
+        .map_or(from, |(i, _)| Some(i + 1))
+}
+
+/// A path into a payload: JSON-pointer segments, each optionally with one `[key=value]`
+/// filter (`/adf/prospect/customer/contact/name[@part=first]`).
+pub(crate) fn check_path(p: &str) -> Result<(), String> {
+    let Some(rest) = p.strip_prefix('/') else {
+        return Err(format!(
+            "'{p}' is not a path (it must start with '/', like /Email)"
+        ));
+    };
+    for seg in rest.split('/') {
+        let Some(open) = seg.find('[') else {
+            if seg.contains(']') {
+                return Err(format!("'{p}': ']' without '[' in '{seg}'"));
+            }
+            continue;
+        };
+        let filter = &seg[open + 1..];
+        let ok = filter
+            .strip_suffix(']')
+            .and_then(|f| f.split_once('='))
+            .is_some_and(|(k, _)| !k.is_empty() && !seg[..open].is_empty())
+            && !filter[..filter.len().saturating_sub(1)].contains(['[', ']']);
+        if !ok {
+            return Err(format!(
+                "'{p}': the filter in '{seg}' must look like name[@attribute=value] or name[child=value]"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn line_of(text: &str, needles: &[&str]) -> Option<usize> {
@@ -221,13 +263,14 @@ fn check(topo: &Topology, text: &str) -> Vec<TopologyError> {
             for (ei, m) in c.entities.iter().enumerate() {
                 let epath = format!("{cpath}.entities[{ei}]");
                 let eline = line_of(text, &["vendor_entity:", &m.vendor_entity]);
-                if !entity_names.insert(&m.vendor_entity) {
+                // One vendor entity may feed several canonical entities, but each only once.
+                if !entity_names.insert((&m.vendor_entity, m.canonical)) {
                     err(
                         eline,
                         format!("{epath}.vendor_entity"),
                         format!(
-                            "'{}' is mapped twice in connector '{}'",
-                            m.vendor_entity, c.id
+                            "'{}' is mapped to {} twice in connector '{}'",
+                            m.vendor_entity, m.canonical, c.id
                         ),
                     );
                 }
@@ -237,17 +280,19 @@ fn check(topo: &Topology, text: &str) -> Vec<TopologyError> {
                     ("deleted", &m.deleted),
                 ] {
                     if let Some(p) = p
-                        && !p.starts_with('/')
+                        && let Err(why) = check_path(p)
                     {
-                        err(
-                            line_of(text, &[name, p]),
-                            format!("{epath}.{name}"),
-                            format!("'{p}' is not a JSON pointer (it must start with '/')"),
-                        );
+                        err(line_of(text, &[name, p]), format!("{epath}.{name}"), why);
                     }
                 }
                 let Schema::Record(record) = m.canonical.schema() else {
                     continue;
+                };
+                let has_field = |field: &str| {
+                    !COMMON_FIELDS.contains(&field)
+                        && record
+                            .lookup
+                            .contains_key(field.split('.').next().unwrap_or(field))
                 };
                 for (field, fm) in &m.fields {
                     let fpath = format!("{epath}.fields.{field}");
@@ -258,10 +303,7 @@ fn check(topo: &Topology, text: &str) -> Vec<TopologyError> {
                             fpath.clone(),
                             format!("'{field}' is set by the hub itself and cannot be mapped"),
                         );
-                    } else if !record
-                        .lookup
-                        .contains_key(field.split('.').next().unwrap_or(field))
-                    {
+                    } else if !has_field(field) {
                         let mut known: Vec<&str> = record
                             .fields
                             .iter()
@@ -280,15 +322,97 @@ fn check(topo: &Topology, text: &str) -> Vec<TopologyError> {
                         );
                     }
                     match &fm.from {
-                        Some(p) if !p.starts_with('/') => err(
-                            fline,
-                            format!("{fpath}.from"),
-                            format!("'{p}' is not a JSON pointer (it must start with '/')"),
-                        ),
-                        None if fm.default.is_none() => {
-                            err(fline, fpath.clone(), "needs 'from' or 'default'".into())
+                        Some(p) => {
+                            if let Err(why) = check_path(p) {
+                                err(fline, format!("{fpath}.from"), why);
+                            }
                         }
-                        _ => {}
+                        None if fm.default.is_none()
+                            && !fm.transform.first().is_some_and(Transform::reads_record) =>
+                        {
+                            err(
+                                fline,
+                                fpath.clone(),
+                                "needs 'from', 'default', or a first transformation that reads \
+                                 the record (concatenate, calculate, custom_function)"
+                                    .into(),
+                            )
+                        }
+                        None => {}
+                    }
+                    for (i, t) in fm.transform.iter().enumerate() {
+                        let tpath = format!("{fpath}.transform[{i}]");
+                        match t {
+                            Transform::Concatenate(a) => {
+                                for p in &a.from {
+                                    if let Err(why) = check_path(p) {
+                                        err(line_after(text, fline, &[p]), tpath.clone(), why);
+                                    }
+                                }
+                            }
+                            Transform::FormatCurrency(FormatCurrencyArgs {
+                                currency_field: Some(cf),
+                                ..
+                            }) if !has_field(cf) || cf == field => err(
+                                line_after(text, fline, &["currency_field", cf]),
+                                format!("{tpath}.currency_field"),
+                                format!(
+                                    "'{cf}' must be another field of {}, like currency",
+                                    m.canonical
+                                ),
+                            ),
+                            _ => {}
+                        }
+                    }
+                    for (i, r) in fm.rules.iter().enumerate() {
+                        let rpath = format!("{fpath}.rules[{i}]");
+                        let kinds = [
+                            r.range.is_some(),
+                            r.length.is_some(),
+                            r.regex.is_some(),
+                            r.custom.is_some(),
+                        ];
+                        let n = kinds.iter().filter(|k| **k).count();
+                        if n != 1 {
+                            err(
+                                line_after(text, fline, &["rules"]),
+                                rpath.clone(),
+                                format!(
+                                    "a rule has exactly one of range, length, regex or custom \
+                                     (this one has {n})"
+                                ),
+                            );
+                        }
+                        for (what, b) in [("range", r.range), ("length", r.length)] {
+                            let Some(b) = b else { continue };
+                            let bad = match (b.min, b.max) {
+                                (None, None) => Some("needs min, max or both"),
+                                (Some(lo), Some(hi)) if lo > hi => Some("min is above max"),
+                                (lo, hi) if [lo, hi].iter().flatten().any(|x| !x.is_finite()) => {
+                                    Some("bounds must be finite numbers")
+                                }
+                                _ => None,
+                            };
+                            if let Some(bad) = bad {
+                                err(
+                                    line_after(text, fline, &[what]),
+                                    format!("{rpath}.{what}"),
+                                    bad.into(),
+                                );
+                            }
+                        }
+                    }
+                }
+                for (i, r) in m.rules.iter().enumerate() {
+                    if let Some(f) = &r.field
+                        && f != "record"
+                        && !has_field(f)
+                    {
+                        err(
+                            line_of(text, &["field:", f]),
+                            format!("{epath}.rules[{i}].field"),
+                            format!("{} has no field '{f}'", m.canonical),
+                        );
                     }
                 }
             }
@@ -472,5 +596,159 @@ mod tests {
         assert!(e[0].message.contains("no field 'shoe_size'"));
         assert_eq!(e[1].line, Some(15));
         assert!(e[1].to_string().contains("no target 'nowhere'"));
+    }
+
+    const HEAD: &str = "version: 1\ntenants:\n  - id: acme\n    connectors:\n      - id: c1\n        vendor: generic\n        webhook_secret: ${SECRET}\n        entities:\n";
+
+    fn with_entities(entities: &str) -> String {
+        format!("{HEAD}{entities}")
+    }
+
+    #[test]
+    fn transformations_with_arguments_and_rules_parse() {
+        let text = with_entities(
+            r#"          - vendor_entity: prospect
+            canonical: lead
+            external_id: /adf/prospect/id
+            fields:
+              status:
+                from: /adf/prospect/@status
+                transform:
+                  - trim
+                  - lookup_value: { table: { new: new, resend: contacted }, default: other }
+              created_at: { from: /adf/prospect/requestdate, transform: [{format_date: {tz: America/Chicago, input: mm/dd/yyyy}}] }
+              comments:
+                transform: [{concatenate: {from: ["/adf/prospect/customer/contact/name[@part=first]", /a/b], separator: " "}}, {split: {separator: " ", index: 0}}, {normalize_text: {case: title}}, {calculate: "value + \"!\""}, {custom_function: "if value.len() > 3 { value.sub_string(0, 3) } else { value }"}]
+                rules:
+                  - length: { max: 40 }
+                    message: too long
+                  - regex: "^[A-Z]"
+                  - custom: "value != record.LastName"
+            rules:
+              - custom: "value.comments != ()"
+                field: comments
+          - vendor_entity: prospect
+            canonical: vehicle
+            fields:
+              vin: { from: /adf/prospect/vehicle/vin, format: { regex: "^[A-HJ-NPR-Z0-9]{17}$" } }
+              year: { from: /y, transform: [integer], rules: [{ range: { min: 1900, max: 2100 } }] }
+              list_price_minor: { from: /p, transform: [{format_currency: {currency: USD, currency_field: currency}}] }
+              currency: { default: USD }
+"#,
+        );
+        let t = parse_with_env(&text, &env).unwrap();
+        let c = &t.tenants[0].connectors[0];
+        assert_eq!(c.mappings("prospect").count(), 2);
+        let status = &c.entities[0].fields["status"];
+        assert!(matches!(status.transform[1], Transform::LookupValue(_)));
+        // What parses serialises back to the same shape.
+        let again = serde_yaml::to_string(&t).unwrap();
+        let t2: Topology = serde_yaml::from_str(&again).unwrap();
+        assert_eq!(
+            t2.tenants[0].connectors[0].entities[0].fields["comments"].transform,
+            c.entities[0].fields["comments"].transform
+        );
+    }
+
+    fn first_error(entities: &str) -> TopologyError {
+        let e = parse_with_env(&with_entities(entities), &env).unwrap_err();
+        e.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn bad_transformations_fail_at_parse_time_on_their_line() {
+        let field = |f: &str| {
+            format!(
+                "          - vendor_entity: Contact\n            canonical: customer\n            fields:\n              last_name: {{ from: /L }}\n              first_name:\n                from: /F\n{f}"
+            )
+        };
+        let cases = [
+            (
+                "                transform: [trim, shout]\n",
+                "unknown transformation `shout`",
+            ),
+            (
+                "                transform:\n                  - trim\n                  - format_date: { tz: Mars/Olympus }\n",
+                "unknown time zone `Mars/Olympus`",
+            ),
+            (
+                "                transform:\n                  - format_phone: { region: XX }\n",
+                "`XX` is not a country code",
+            ),
+            (
+                "                transform:\n                  - format_phone: { regoin: US }\n",
+                "unknown field `regoin`",
+            ),
+            (
+                "                transform:\n                  - calculate: \"value *\"\n",
+                "expression `value *` does not compile",
+            ),
+            (
+                "                transform:\n                  - custom_function: \"valeu + 1\"\n",
+                "valeu",
+            ),
+            (
+                "                transform: [format_date]\n",
+                "needs arguments",
+            ),
+            (
+                "                format: { regex: \"^[A-Z\" }\n",
+                "regular expression `^[A-Z` is invalid",
+            ),
+            ("                format: phone\n", "unknown format `phone`"),
+        ];
+        for (f, want) in cases {
+            let text = field(f);
+            let e = first_error(&text);
+            assert!(e.message.contains(want), "{want}: {e}");
+            let offending = f.lines().count();
+            let line = HEAD.lines().count() + 6 + offending;
+            assert_eq!(e.line, Some(line), "{want}: {e}");
+        }
+    }
+
+    #[test]
+    fn semantic_rule_and_path_errors_are_reported() {
+        let text = with_entities(
+            "          - vendor_entity: Contact\n            canonical: customer\n            fields:\n              last_name: { from: /L, rules: [{ range: { min: 5, max: 1 } }, { regex: a, custom: \"true\" }] }\n              first_name: { from: \"/n[part\" }\n              email: { transform: [trim] }\n              phone: { from: /p, transform: [{format_currency: {currency_field: shoe}}] }\n          - vendor_entity: Contact\n            canonical: customer\n            fields: {}\n",
+        );
+        let e = parse_with_env(&text, &env).unwrap_err();
+        let msgs: Vec<String> = e.iter().map(ToString::to_string).collect();
+        let all = msgs.join("\n");
+        for want in [
+            "min is above max",
+            "exactly one of range, length, regex or custom (this one has 2)",
+            "the filter in 'n[part' must look like",
+            "needs 'from', 'default'",
+            "'shoe' must be another field of customer",
+            "'Contact' is mapped to customer twice",
+        ] {
+            assert!(all.contains(want), "{want} missing from:\n{all}");
+        }
+        assert!(e.iter().all(|x| x.line.is_some()), "{all}");
+    }
+
+    #[test]
+    fn paths_with_filters_are_checked() {
+        assert!(check_path("/adf/prospect/customer/contact/name[@part=first]").is_ok());
+        assert!(check_path("/a/b/0/c[kind=home]/d").is_ok());
+        assert!(check_path("a/b").is_err());
+        assert!(check_path("/a[=x]").is_err());
+        assert!(check_path("/[a=x]").is_err());
+        assert!(check_path("/a[b=x]]").is_err());
+        assert!(check_path("/a]").is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_transform_and_rule_text_never_panics(
+            step in "[a-z_{}:\\[\\], \"'/.*0-9@=-]{0,60}",
+            rule in "[a-z_{}:\\[\\], \"'/.*0-9@=^$-]{0,60}",
+        ) {
+            let text = with_entities(&format!(
+                "          - vendor_entity: Contact\n            canonical: customer\n            fields:\n              last_name:\n                from: /L\n                transform: [{step}]\n                rules: [{rule}]\n"
+            ));
+            let _ = parse_with_env(&text, &env);
+        }
     }
 }

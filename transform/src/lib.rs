@@ -4,7 +4,8 @@
 //! outputs and input offsets committed together), connected by a repartition topic
 //! (`pipeline` describes the records between them):
 //! - **map** (`stage_map`): a raw change → mapped, validated changes keyed by canonical key
-//!   (`mapping`, `formats`, `functions`), with identity settled against the cross-reference
+//!   (`mapping` with `path`/`xml` payload reading, `expr` sandboxed rhai expressions,
+//!   `formats`, `functions`; `dry_run` for previews), with identity settled against the cross-reference
 //!   `<ns>.xref` and the links `<ns>.links` (`identity`);
 //! - **resolve** (`stage_resolve`): each change against its key's last accepted state on the
 //!   compacted `<ns>.state.<entity>` (`conflict`: strategies, echo suppression through the
@@ -15,20 +16,24 @@
 //! partitions and rebuilds them on assignment (`table`).
 //!
 //! Depends on: hub-schemas (records, codec), hub-topology (mappings, conflict policies),
-//! hub-connectors (vendor time formats). Must not know about: HTTP, SQL, targets. The mapping
+//! hub-connectors (vendor time formats), rhai (expressions), quick-xml (XML payloads). Must
+//! not know about: HTTP, SQL, targets. The mapping
 //! functions know nothing of Kafka, so the console's preview and `hub mapping test` can call
 //! them directly.
 
 pub mod conflict;
+pub mod expr;
 pub mod formats;
 pub mod functions;
 pub mod identity;
 pub mod mapping;
+pub mod path;
 pub mod pipeline;
 pub mod runner;
 mod stage_map;
 mod stage_resolve;
 mod table;
+pub mod xml;
 
-pub use mapping::{Mapped, TransformFailure, transform_raw};
+pub use mapping::{Mapped, TransformFailure, dry_run, map_payload, transform_raw};
 pub use runner::{TransformConfig, TransformRunner};

@@ -232,7 +232,7 @@ impl Stage for MapStage {
             ("unknown".to_string(), "unknown".to_string())
         };
         let mapped = match transform_raw(&self.topology, &raw) {
-            Ok(m) => vec![m],
+            Ok(m) => m,
             Err(failure) => {
                 metrics::counter!(m::TRANSFORM_RECORDS_TOTAL, "tenant" => tenant_label, "connector" => connector_label,
                     "entity" => "unknown", "outcome" => "dead_lettered")

@@ -128,7 +128,7 @@ fn is_absent(v: &Value) -> bool {
 
 /// Strategy for "any JSON value", shared by the no-panic property tests.
 #[cfg(test)]
-fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
+pub(crate) fn arb_json() -> impl proptest::strategy::Strategy<Value = Value> {
     use proptest::prelude::*;
     let leaf = prop_oneof![
         Just(Value::Null),
