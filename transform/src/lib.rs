@@ -6,7 +6,8 @@
 //! `formats` (VIN, email, E.164, ZIP, state), `identity` (the partition key of each
 //! canonical record: VIN, customer key, or the vendor's id), `functions` (the transformation
 //! library: dates, currency, phones, text, lookups, concatenate/split — not yet reachable from
-//! topology files) and `conflict` (per-key conflict detection, strategies, echo suppression
+//! topology files), `mapping_file` (standalone mapping files with their own test cases, what
+//! `hub test` runs) and `conflict` (per-key conflict detection, strategies, echo suppression
 //! and manual resolution over a key's last accepted state — not yet driven by the loop).
 //!
 //! Depends on: hub-schemas (records, codec), hub-topology (mappings), hub-connectors (vendor
@@ -18,6 +19,7 @@ pub mod formats;
 pub mod functions;
 pub mod identity;
 pub mod mapping;
+pub mod mapping_file;
 pub mod runner;
 
 pub use mapping::{Mapped, TransformFailure, transform_raw};
