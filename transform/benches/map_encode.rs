@@ -5,6 +5,11 @@
 //! record, as it is in the running hub.
 //!
 //! `cargo bench -p hub-transform --bench map_encode`
+//!
+//! First figures (shared 2-core dev machine, other builds running): map + validate 82 µs
+//! (~12,200 records/s/core), map + validate + encode 92 µs (~10,800 records/s/core). The three
+//! `phone_e164` fields are about two thirds of the mapping time (the same record without
+//! phones maps in ~31 µs).
 
 use std::sync::Arc;
 
