@@ -2,11 +2,12 @@
 //!
 //! `hub run` runs a node with the roles asked for; `hub demo` starts everything on one
 //! machine on embedded defaults; `hub validate` checks a topology offline; `hub bench`
-//! measures the real pipeline. Everything that takes a setting also reads it from `HUB_*`.
+//! measures the real pipeline; `hub mapping test` and `hub test` try mappings offline. Everything that takes a setting also reads it from `HUB_*`.
 
 mod admin;
 mod bench;
 mod demo;
+mod mapping_cmd;
 mod node;
 mod sandbox_cmd;
 
@@ -38,6 +39,17 @@ enum Command {
     },
     /// Start a local Kafka, the hub with every role, and sample traffic, on embedded defaults.
     Demo(demo::DemoArgs),
+    /// Try mappings offline: one sample through one mapping.
+    Mapping {
+        #[command(subcommand)]
+        which: mapping_cmd::MappingCommand,
+    },
+    /// Run the test cases of mapping files (a topology file's mappings are checked too).
+    Test {
+        /// Mapping files (`connectors/mappings/*.yaml`) or topology files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Benchmarks of the real pipeline.
     Bench {
         #[command(subcommand)]
@@ -146,6 +158,11 @@ fn init_tracing() {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let cli = match cli.command {
+        Command::Mapping { which } => return mapping_cmd::mapping(which),
+        Command::Test { files } => return mapping_cmd::test(&files),
+        command => Cli { command },
+    };
     if let Command::Validate { file } = &cli.command {
         return match load_topology(file) {
             Ok(t) => {
@@ -181,7 +198,9 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Bench { which } => bench::run(which).await,
             Command::Sandbox(args) => sandbox_cmd::run(args).await,
-            Command::Validate { .. } => unreachable!("handled above"),
+            Command::Validate { .. } | Command::Mapping { .. } | Command::Test { .. } => {
+                unreachable!("handled above")
+            }
         }
     });
     match result {

@@ -12,6 +12,9 @@
 //!   sinks' `<ns>.ledger`, manual resolution) → a canonical version, a conflict record, or
 //!   nothing.
 //!
+//! `mapping_file` holds standalone mapping files with their own test cases (what `hub test`
+//! runs).
+//!
 //! Workers keep no state of their own: each owns the table partitions matching its input
 //! partitions and rebuilds them on assignment (`table`).
 //!
@@ -27,6 +30,7 @@ pub mod formats;
 pub mod functions;
 pub mod identity;
 pub mod mapping;
+pub mod mapping_file;
 pub mod path;
 pub mod pipeline;
 pub mod runner;

@@ -409,6 +409,12 @@ fn map_field(
         .and_then(|p| resolve(ctx.payload, p))
         .cloned()
         .unwrap_or(Value::Null);
+    // CRMs send "" for a property nobody filled in (HubSpot for every cleared property): it is
+    // absent, not a value for the transforms to refuse.
+    let source = match source {
+        Value::String(s) if s.trim().is_empty() => Value::Null,
+        other => other,
+    };
     let mut v = if source.is_null() {
         fm.default.clone().unwrap_or(Value::Null)
     } else {
