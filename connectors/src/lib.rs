@@ -12,6 +12,7 @@
 
 pub mod error;
 pub mod generic;
+pub mod http;
 pub mod hubspot;
 pub mod salesforce;
 pub mod timefmt;
