@@ -154,7 +154,8 @@ impl RateLimit {
     /// limit followed by the steady rate would put up to twice the limit into one rolling
     /// window, which is exactly what HubSpot's `TEN_SECONDLY_ROLLING` policy refuses.)
     pub fn limiter(&self, headroom: f64) -> Option<DefaultDirectRateLimiter> {
-        let allowed = ((f64::from(self.requests) * headroom.clamp(0.05, 1.0)).floor() as u32).max(1);
+        let allowed =
+            ((f64::from(self.requests) * headroom.clamp(0.05, 1.0)).floor() as u32).max(1);
         let burst = (allowed / 5).max(1);
         let steady = allowed.saturating_sub(burst).max(1);
         let period = self.per.checked_div(steady)?;
@@ -468,9 +469,7 @@ impl VendorHttp {
                 Some(c) => Some(c.bearer().await?),
                 None => None,
             };
-            let mut rb = inner
-                .client
-                .request(request.method.clone(), &request.url);
+            let mut rb = inner.client.request(request.method.clone(), &request.url);
             for (k, v) in &request.headers {
                 rb = rb.header(k, v);
             }

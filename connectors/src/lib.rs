@@ -14,5 +14,6 @@ pub mod error;
 pub mod generic;
 pub mod http;
 pub mod hubspot;
+pub mod oauth;
 pub mod salesforce;
 pub mod timefmt;

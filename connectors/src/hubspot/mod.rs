@@ -24,6 +24,8 @@
 //! webhook_secret_env: HUBSPOT_CLIENT_SECRET
 //! ```
 
+pub mod auth;
+pub mod client;
 pub mod errors;
 pub mod events;
 pub mod read;
