@@ -16,6 +16,9 @@
 //! mappings), `auth.rs` (JWT bearer, web-server flow with refresh, §2.1), `events.rs` (CDC, §2.7),
 //! the Bulk API 2.0 path (§2.6) and the client.
 
+pub mod auth;
+pub mod bulk;
+pub mod client;
 pub mod errors;
 pub mod limits;
 pub mod read;
