@@ -49,12 +49,21 @@ pub fn parse_token_response(status: u16, body: &[u8]) -> Result<Session, VendorE
     let v: Value = serde_json::from_slice(body)
         .map_err(|_| unexpected(VENDOR, status, "the token response is not JSON".into()))?;
     let text = |k: &str| v.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
-    let access = text("access_token")
-        .ok_or_else(|| unexpected(VENDOR, status, "the token response has no access_token".into()))?;
+    let access = text("access_token").ok_or_else(|| {
+        unexpected(
+            VENDOR,
+            status,
+            "the token response has no access_token".into(),
+        )
+    })?;
     let instance_url = text("instance_url")
         .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
         .ok_or_else(|| {
-            unexpected(VENDOR, status, "the token response has no usable instance_url".into())
+            unexpected(
+                VENDOR,
+                status,
+                "the token response has no usable instance_url".into(),
+            )
         })?;
     Ok(Session {
         access_token: Secret::new(access),
@@ -107,7 +116,10 @@ pub struct WebServerApp {
 
 impl WebServerApp {
     fn token_url(&self) -> String {
-        format!("{}/services/oauth2/token", self.login_url.trim_end_matches('/'))
+        format!(
+            "{}/services/oauth2/token",
+            self.login_url.trim_end_matches('/')
+        )
     }
 
     /// The authorize URL with a fresh `state` and a PKCE S256 challenge (§2.1: "PKCE is
@@ -116,7 +128,10 @@ impl WebServerApp {
         let state = random_token();
         let pkce = Pkce::new();
         let url = url_with_query(
-            &format!("{}/services/oauth2/authorize", self.login_url.trim_end_matches('/')),
+            &format!(
+                "{}/services/oauth2/authorize",
+                self.login_url.trim_end_matches('/')
+            ),
             &[
                 ("response_type", "code"),
                 ("client_id", &self.consumer_key),
@@ -232,7 +247,10 @@ impl std::fmt::Debug for JwtBearer {
 impl JwtBearer {
     /// The claims of an assertion made at `now_s` (seconds since the epoch).
     pub fn claims(&self, now_s: i64) -> Value {
-        let lifetime = self.assertion_lifetime.min(Duration::from_secs(180)).as_secs() as i64;
+        let lifetime = self
+            .assertion_lifetime
+            .min(Duration::from_secs(180))
+            .as_secs() as i64;
         json!({
             "iss": self.consumer_key,
             "sub": self.username,
@@ -246,14 +264,20 @@ impl JwtBearer {
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256"}"#);
         let claims = URL_SAFE_NO_PAD.encode(self.claims(now_s).to_string());
         let input = format!("{header}.{claims}");
-        let sig = self.signer.sign_rs256(input.as_bytes()).map_err(|e| VendorError {
-            vendor: VENDOR,
-            status: 0,
-            code: "JWT_SIGNING_FAILED".into(),
-            message: format!("could not sign the JWT assertion: {e}"),
-            class: ErrorClass::Permanent,
-        })?;
-        Ok(Secret::new(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))))
+        let sig = self
+            .signer
+            .sign_rs256(input.as_bytes())
+            .map_err(|e| VendorError {
+                vendor: VENDOR,
+                status: 0,
+                code: "JWT_SIGNING_FAILED".into(),
+                message: format!("could not sign the JWT assertion: {e}"),
+                class: ErrorClass::Permanent,
+            })?;
+        Ok(Secret::new(format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(sig)
+        )))
     }
 
     /// Mints a session: `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=…`.
@@ -261,10 +285,16 @@ impl JwtBearer {
         let assertion = self.assertion(chrono::Utc::now().timestamp())?;
         let req = Request::new(
             Method::POST,
-            format!("{}/services/oauth2/token", self.login_url.trim_end_matches('/')),
+            format!(
+                "{}/services/oauth2/token",
+                self.login_url.trim_end_matches('/')
+            ),
             "oauth_token",
         )
-        .form(&[("grant_type", JWT_BEARER_GRANT), ("assertion", assertion.expose())])
+        .form(&[
+            ("grant_type", JWT_BEARER_GRANT),
+            ("assertion", assertion.expose()),
+        ])
         .bucket(Bucket::None);
         let resp = http.send_anonymous(&req).await?;
         parse_token_response(resp.status, &resp.body)
@@ -317,7 +347,8 @@ impl SalesforceAuth {
                 if s.is_none() {
                     *s = Some(jwt.mint(http).await?);
                 }
-                s.clone().ok_or_else(|| unexpected(VENDOR, 0, "no session".into()))
+                s.clone()
+                    .ok_or_else(|| unexpected(VENDOR, 0, "no session".into()))
             }
             SalesforceAuth::Static(s) => Ok(s.clone()),
         }
@@ -382,10 +413,16 @@ mod tests {
         let a = app.authorize();
         let pkce = a.pkce.unwrap();
         assert!(a.url.starts_with("https://login.salesforce.com/services/oauth2/authorize?response_type=code&client_id=3MVGkey"));
-        assert!(a.url.contains(&format!("code_challenge={}", pkce.challenge)));
+        assert!(
+            a.url
+                .contains(&format!("code_challenge={}", pkce.challenge))
+        );
         assert!(a.url.contains("code_challenge_method=S256"));
         assert!(a.url.contains(&format!("state={}", a.state)));
-        assert!(!a.url.contains(pkce.verifier.expose()), "the verifier stays with us");
+        assert!(
+            !a.url.contains(pkce.verifier.expose()),
+            "the verifier stays with us"
+        );
     }
 
     #[test]
@@ -406,12 +443,21 @@ mod tests {
         let a = jwt.assertion(1_000).unwrap();
         let parts: Vec<&str> = a.expose().split('.').collect();
         assert_eq!(parts.len(), 3);
-        assert_eq!(URL_SAFE_NO_PAD.decode(parts[0]).unwrap(), br#"{"alg":"RS256"}"#);
+        assert_eq!(
+            URL_SAFE_NO_PAD.decode(parts[0]).unwrap(),
+            br#"{"alg":"RS256"}"#
+        );
     }
 
     #[test]
     fn token_responses_and_oauth_errors_never_panic() {
-        for body in [&b""[..], b"null", b"[]", b"{\"access_token\":\"x\"}", b"{\"access_token\":\"x\",\"instance_url\":\"ftp://x\"}"] {
+        for body in [
+            &b""[..],
+            b"null",
+            b"[]",
+            b"{\"access_token\":\"x\"}",
+            b"{\"access_token\":\"x\",\"instance_url\":\"ftp://x\"}",
+        ] {
             assert!(parse_token_response(200, body).is_err());
         }
         let s = parse_token_response(
@@ -421,7 +467,11 @@ mod tests {
         .unwrap();
         assert_eq!(s.instance_url, "https://acme.my.salesforce.com");
         assert_eq!(s.issued_at_ms, Some(1_715_000_000_000));
-        let e = classify_oauth_error(400, br#"{"error":"invalid_grant","error_description":"expired access/refresh token"}"#).unwrap();
+        let e = classify_oauth_error(
+            400,
+            br#"{"error":"invalid_grant","error_description":"expired access/refresh token"}"#,
+        )
+        .unwrap();
         assert_eq!(e.code, "invalid_grant");
         assert_eq!(e.class, ErrorClass::Permanent);
         assert!(classify_oauth_error(400, b"[{\"errorCode\":\"X\"}]").is_none());

@@ -14,7 +14,10 @@ use super::{NameError, check_api_version, data_root};
 /// `{data root}/jobs/query`.
 pub fn jobs_url(instance_url: &str, api_version: &str) -> Result<String, NameError> {
     check_api_version(api_version)?;
-    Ok(format!("{}/jobs/query", data_root(instance_url, api_version)))
+    Ok(format!(
+        "{}/jobs/query",
+        data_root(instance_url, api_version)
+    ))
 }
 
 /// The create-job body; `include_deleted` uses `queryAll` (§2.6).
@@ -55,7 +58,11 @@ pub fn parse_job_info(body: &[u8]) -> Result<JobInfo, String> {
         .and_then(Value::as_str)
         .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()))
         .ok_or("the job has no usable id")?;
-    let state = match v.get("state").and_then(Value::as_str).ok_or("the job has no state")? {
+    let state = match v
+        .get("state")
+        .and_then(Value::as_str)
+        .ok_or("the job has no state")?
+    {
         "UploadComplete" | "Open" => JobState::UploadComplete,
         "InProgress" => JobState::InProgress,
         "JobComplete" => JobState::JobComplete,
@@ -82,10 +89,7 @@ pub fn results_url(
     locator: Option<&str>,
     max_records: Option<u32>,
 ) -> Result<String, NameError> {
-    let mut url = format!(
-        "{}/{job_id}/results",
-        jobs_url(instance_url, api_version)?
-    );
+    let mut url = format!("{}/{job_id}/results", jobs_url(instance_url, api_version)?);
     let mut q = form_urlencoded::Serializer::new(String::new());
     if let Some(l) = locator {
         q.append_pair("locator", l);
@@ -168,7 +172,10 @@ mod tests {
 
     #[test]
     fn job_states_parse_and_hostile_ids_are_refused() {
-        let j = parse_job_info(br#"{"id":"750R0000000zlh9IAA","state":"Failed","errorMessage":"boom"}"#).unwrap();
+        let j = parse_job_info(
+            br#"{"id":"750R0000000zlh9IAA","state":"Failed","errorMessage":"boom"}"#,
+        )
+        .unwrap();
         assert_eq!(j.state, JobState::Failed("boom".into()));
         assert!(parse_job_info(br#"{"id":"../../x","state":"JobComplete"}"#).is_err());
         assert!(parse_job_info(b"<html>").is_err());

@@ -33,7 +33,9 @@ use super::read::{
     Cursor, QueryPage, batch_size_header, incremental_soql, next_page_url, parse_query_page,
     query_url,
 };
-use super::write::{Outcome, RecordResult, WriteError, parse_upsert_results, upsert_batches, upsert_url};
+use super::write::{
+    Outcome, RecordResult, WriteError, parse_upsert_results, upsert_batches, upsert_url,
+};
 use super::{NameError, check_api_version, data_root};
 use crate::error::{ErrorClass, VendorError};
 use crate::http::{
@@ -138,7 +140,8 @@ pub fn profile() -> VendorProfile {
             classify_oauth_error(status, body).unwrap_or_else(|| errors::classify(status, body))
         },
         budget: budget_from_headers,
-        budget_exhausted: || VendorError {
+        budget_exhausted: || {
+            VendorError {
             vendor: VENDOR,
             status: 403,
             code: "REQUEST_LIMIT_EXCEEDED".into(),
@@ -146,6 +149,7 @@ pub fn profile() -> VendorProfile {
             class: ErrorClass::RateLimited {
                 retry_after: Some(DAILY_LIMIT_BACKOFF),
             },
+        }
         },
     }
 }
@@ -278,7 +282,11 @@ impl SalesforceClient {
         )
     }
 
-    async fn query_page(&self, url: &str, endpoint: &'static str) -> Result<QueryPage, VendorError> {
+    async fn query_page(
+        &self,
+        url: &str,
+        endpoint: &'static str,
+    ) -> Result<QueryPage, VendorError> {
         // `Sforce-Query-Options: batchSize=N` (§2.4, §2.10).
         let (_, value) = batch_size_header(self.config.query_batch_size);
         let req = self
@@ -390,7 +398,9 @@ impl SalesforceClient {
             match &job.state {
                 JobState::JobComplete => return Ok(job),
                 JobState::Failed(msg) => return Err(job_failed("Failed", msg).into()),
-                JobState::Aborted => return Err(job_failed("Aborted", "the job was aborted").into()),
+                JobState::Aborted => {
+                    return Err(job_failed("Aborted", "the job was aborted").into());
+                }
                 _ => {}
             }
             let Some(wait) = waits.next() else {
@@ -398,15 +408,23 @@ impl SalesforceClient {
                     vendor: VENDOR,
                     status: 200,
                     code: "BULK_JOB_TIMEOUT".into(),
-                    message: format!("bulk query job {} is still running; poll it again later", job.id),
+                    message: format!(
+                        "bulk query job {} is still running; poll it again later",
+                        job.id
+                    ),
                     class: ErrorClass::Transient { retry_after: None },
                 }
                 .into());
             };
             tokio::time::sleep(wait).await;
-            let req = self.request(Method::GET, format!("{jobs}/{}", job.id), "bulk_query_status");
+            let req = self.request(
+                Method::GET,
+                format!("{jobs}/{}", job.id),
+                "bulk_query_status",
+            );
             let resp = self.http.send(&req, &*self.auth).await?;
-            job = bulk::parse_job_info(&resp.body).map_err(|e| unexpected(VENDOR, resp.status, e))?;
+            job =
+                bulk::parse_job_info(&resp.body).map_err(|e| unexpected(VENDOR, resp.status, e))?;
         }
     }
 
@@ -445,7 +463,11 @@ impl SalesforceClient {
         let req = self.request(Method::GET, url, "limits");
         let resp = self.http.send(&req, &*self.auth).await?;
         Ok(parse_limits_resource(&resp.body).ok_or_else(|| {
-            unexpected(VENDOR, resp.status, "the limits resource has no DailyApiRequests".into())
+            unexpected(
+                VENDOR,
+                resp.status,
+                "the limits resource has no DailyApiRequests".into(),
+            )
         })?)
     }
 }
@@ -482,7 +504,10 @@ mod tests {
     #[test]
     fn the_budget_comes_from_sforce_limit_info() {
         let mut h = HeaderMap::new();
-        h.insert("sforce-limit-info", "api-usage=15000/15000".parse().unwrap());
+        h.insert(
+            "sforce-limit-info",
+            "api-usage=15000/15000".parse().unwrap(),
+        );
         assert_eq!(
             budget_from_headers(&h),
             Some(Budget {
