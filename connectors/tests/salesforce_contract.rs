@@ -545,3 +545,73 @@ async fn transient_faults_are_retried_and_garbage_is_classified() {
         assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
     }
 }
+
+#[tokio::test]
+async fn cdc_stream_delivers_changes_tells_own_writes_apart_and_resumes_from_replay_id() {
+    use hub_connectors::salesforce::events::{CdcStream, ReplayFrom, channel_for};
+    let cfg = SalesforceConfig {
+        cometd_timeout: Duration::from_secs(10),
+        ..sandbox_config(SeedSize::default())
+    };
+    for target in targets(cfg).await {
+        let Some(sb) = target.sandbox("writes and gap events") else {
+            continue;
+        };
+        let ctx = client_for(&target);
+        let channel = channel_for("Vehicle__c").unwrap();
+        let mut stream = CdcStream::new(ctx.client.clone(), channel.clone(), ReplayFrom::New);
+        stream.open().await.unwrap();
+        // The long poll is open before the write; it returns when the change is committed.
+        let poll = tokio::spawn(async move {
+            let batch = stream.next_batch().await;
+            (stream, batch)
+        });
+        let written = ctx
+            .client
+            .upsert("Vehicle__c", "VIN__c", &[vehicle(&valid_vin(1))])
+            .await
+            .unwrap();
+        let id = match &written[0].outcome {
+            Outcome::Created { id } => id.clone(),
+            other => panic!("{other:?}"),
+        };
+        let (mut stream, batch) = tokio::time::timeout(Duration::from_secs(10), poll)
+            .await
+            .unwrap()
+            .unwrap();
+        let events = batch.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].change_type, "CREATE");
+        assert_eq!(events[0].record_ids, vec![id.clone()]);
+        assert!(
+            events[0].is_own_write("automatrix-hub"),
+            "our Sforce-Call-Options tag"
+        );
+        let after_create = stream.replay_id();
+        assert_eq!(after_create, events[0].replay_id);
+
+        // A person's change and a gap event; the session also ends in between.
+        sb.update(&id, Map::from_iter([("Odometer__c".into(), json!(2500))]))
+            .unwrap();
+        sb.inject_gap("Vehicle__c", &id, "GAP_UPDATE");
+        sb.expire_sessions();
+        let events = stream.next_batch().await.unwrap();
+        let kinds: Vec<&str> = events.iter().map(|e| e.change_type.as_str()).collect();
+        assert_eq!(kinds, ["UPDATE", "GAP_UPDATE"]);
+        assert!(!events[0].is_own_write("automatrix-hub"));
+        assert_eq!(events[0].fields["Odometer__c"], json!(2500));
+        assert!(events[1].needs_reread() && events[1].fields.is_empty());
+        assert_eq!(
+            ctx.meter.count_status(401),
+            1,
+            "the ended session was re-minted once"
+        );
+
+        // A new stream from the replay id stored after the create sees only what followed.
+        let mut resumed =
+            CdcStream::new(ctx.client.clone(), channel, ReplayFrom::After(after_create));
+        let again = resumed.next_batch().await.unwrap();
+        let kinds: Vec<&str> = again.iter().map(|e| e.change_type.as_str()).collect();
+        assert_eq!(kinds, ["UPDATE", "GAP_UPDATE"]);
+    }
+}

@@ -453,6 +453,16 @@ impl SalesforceClient {
         })
     }
 
+    /// `{instance_url}/cometd/NN.N` (§2.7, CometD JSON form).
+    pub(crate) async fn cometd_url(&self) -> Result<String, VendorError> {
+        let session = self.session().await?;
+        Ok(format!(
+            "{}/cometd/{}",
+            session.instance_url.trim_end_matches('/'),
+            self.config.api_version
+        ))
+    }
+
     /// `GET …/limits` → the daily API allocation (§2.8).
     pub async fn limits(&self) -> Result<ApiBudget, SalesforceError> {
         let session = self.session().await?;

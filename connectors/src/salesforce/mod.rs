@@ -20,6 +20,7 @@ pub mod auth;
 pub mod bulk;
 pub mod client;
 pub mod errors;
+pub mod events;
 pub mod limits;
 pub mod read;
 pub mod write;
