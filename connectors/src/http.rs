@@ -64,6 +64,16 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Vendor HTTP requests. Labels: vendor, connector, endpoint (a fixed class per call kind),
+/// status (HTTP status, or `transport_error`). To be listed with the hub's other metrics in
+/// `topology::metrics` when a node first runs a connector.
+pub const VENDOR_API_CALLS_TOTAL: &str = "hub_vendor_api_calls_total";
+/// Latency of one vendor request. Labels: vendor, connector, endpoint.
+pub const VENDOR_API_CALL_SECONDS: &str = "hub_vendor_api_call_duration_seconds";
+/// The allowance the vendor last reported (Salesforce daily requests, HubSpot daily
+/// requests for private apps). Labels: vendor, connector.
+pub const VENDOR_API_BUDGET_REMAINING: &str = "hub_vendor_api_budget_remaining";
+
 /// What a client reports about one vendor call (one HTTP attempt, retries included).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiCall {
@@ -94,7 +104,7 @@ impl ApiMeter for MetricsMeter {
             call.status.to_string()
         };
         metrics::counter!(
-            "hub_vendor_api_calls_total",
+            VENDOR_API_CALLS_TOTAL,
             "vendor" => call.vendor,
             "connector" => call.connector.clone(),
             "endpoint" => call.endpoint,
@@ -102,7 +112,7 @@ impl ApiMeter for MetricsMeter {
         )
         .increment(1);
         metrics::histogram!(
-            "hub_vendor_api_call_duration_seconds",
+            VENDOR_API_CALL_SECONDS,
             "vendor" => call.vendor,
             "connector" => call.connector.clone(),
             "endpoint" => call.endpoint,
@@ -271,8 +281,9 @@ pub trait Credentials: Send + Sync {
     fn refresh(&self, rejected: &Secret) -> impl Future<Output = Result<(), VendorError>> + Send;
 }
 
-/// One request, built by a vendor client.
-#[derive(Debug, Clone)]
+/// One request, built by a vendor client. `Debug` leaves out the body, which may hold
+/// credentials (token requests) or personal data.
+#[derive(Clone)]
 pub struct Request {
     pub method: Method,
     pub url: String,
@@ -281,6 +292,17 @@ pub struct Request {
     /// Label for accounting: a fixed name per kind of call.
     pub endpoint: &'static str,
     pub bucket: Bucket,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .field("body_bytes", &self.body.as_ref().map_or(0, Bytes::len))
+            .finish_non_exhaustive()
+    }
 }
 
 impl Request {
@@ -551,7 +573,7 @@ impl VendorHttp {
     fn observe_budget(&self, b: Budget) {
         *lock(&self.inner.budget) = Some((b, Instant::now()));
         metrics::gauge!(
-            "hub_vendor_api_budget_remaining",
+            VENDOR_API_BUDGET_REMAINING,
             "vendor" => self.inner.profile.vendor,
             "connector" => self.inner.connector.clone(),
         )
@@ -605,6 +627,56 @@ impl Credentials for NoCredentials {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_call_is_counted_with_its_labels() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            let call = ApiCall {
+                vendor: "hubspot",
+                connector: "dealer-1-hubspot".into(),
+                endpoint: "search",
+                status: 429,
+                latency: Duration::from_millis(12),
+            };
+            MetricsMeter.record(&call);
+            MetricsMeter.record(&ApiCall { status: 0, ..call });
+        });
+        let snapshot = snapshotter.snapshot().into_vec();
+        let counted: Vec<(String, u64)> = snapshot
+            .iter()
+            .filter(|(k, ..)| k.key().name() == VENDOR_API_CALLS_TOTAL)
+            .map(|(k, _, _, v)| {
+                let status = k
+                    .key()
+                    .labels()
+                    .find(|l| l.key() == "status")
+                    .map(|l| l.value().to_owned())
+                    .unwrap_or_default();
+                let n = match v {
+                    DebugValue::Counter(n) => *n,
+                    _ => 0,
+                };
+                (status, n)
+            })
+            .collect();
+        assert_eq!(counted.len(), 2, "{counted:?}");
+        assert!(counted.contains(&("429".into(), 1)));
+        assert!(counted.contains(&("transport_error".into(), 1)));
+        let labels: Vec<String> = snapshot
+            .iter()
+            .find(|(k, ..)| k.key().name() == VENDOR_API_CALLS_TOTAL)
+            .map(|(k, ..)| k.key().labels().map(|l| l.key().to_owned()).collect())
+            .unwrap_or_default();
+        assert_eq!(labels, ["vendor", "connector", "endpoint", "status"]);
+        assert!(
+            snapshot
+                .iter()
+                .any(|(k, ..)| k.key().name() == VENDOR_API_CALL_SECONDS)
+        );
+    }
 
     #[test]
     fn secrets_do_not_print() {

@@ -121,12 +121,24 @@ impl HubSpotClientConfig {
     }
 }
 
+/// How long to stay away after a DAILY 429 when HubSpot gives no `Retry-After`: our choice,
+/// as the reset is at the account's midnight, which the hub does not know here.
+pub const DAILY_LIMIT_HINT: Duration = Duration::from_secs(3600);
+
 /// HubSpot's classification (§3.6) and budget headers (§3.7) for the shared HTTP path.
 pub fn profile() -> VendorProfile {
     VendorProfile {
         vendor: VENDOR,
         classify: |status, headers, body| {
-            errors::classify(status, header_str(headers, "retry-after"), body)
+            let mut e = errors::classify(status, header_str(headers, "retry-after"), body);
+            // §3.6: a DAILY 429 lasts until midnight in the account's time zone; say so, so
+            // the shared path returns it at once instead of retrying within the call.
+            if e.code == "DAILY"
+                && let ErrorClass::RateLimited { retry_after } = &mut e.class
+            {
+                *retry_after = Some(retry_after.unwrap_or(DAILY_LIMIT_HINT));
+            }
+            e
         },
         budget: budget_from_headers,
         budget_exhausted: || {

@@ -303,6 +303,8 @@ impl JwtBearer {
 
 /// How a Salesforce client authenticates; the session is held in memory behind a lock.
 #[derive(Debug)]
+// One per client, held behind an `Arc`: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum SalesforceAuth {
     /// Web-server flow: refreshed with the refresh token.
     WebServer {
