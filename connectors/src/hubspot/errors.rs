@@ -188,6 +188,18 @@ impl RateLimitStatus {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn token_endpoint_errors_keep_their_status_word_as_code() {
+        let e = classify(
+            400,
+            None,
+            br#"{"status":"BAD_REFRESH_TOKEN","message":"missing or invalid refresh token","correlationId":"c1"}"#,
+        );
+        assert_eq!(e.code, "BAD_REFRESH_TOKEN");
+        assert_eq!(e.class, ErrorClass::Permanent);
+    }
+
     use super::*;
     use std::collections::HashMap;
 
