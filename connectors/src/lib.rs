@@ -1,17 +1,30 @@
 //! # hub-connectors — what the hub knows about each vendor
 //!
-//! One folder per vendor, each with the same parts: auth, read, write, events, errors. Today:
-//! `salesforce` (the protocol logic — error classification, incremental SOQL with cursors,
-//! sObject Collections upsert, API limits) and `hubspot` (the protocol logic — webhook v3 signatures and deliveries, error classification
-//! and rate-limit headers, batch upsert, windowed search; client and auth to come), the hub's
-//! own generic webhook contract (`generic`: the HMAC signature scheme every generic sender and
-//! the hub's webhook sink use), the one error classification every connector reports in
-//! (`error`), and the vendor time formats that ingest and transform both parse (`timefmt`).
+//! One folder per vendor, each with the same parts — **auth** (get and refresh credentials),
+//! **read** (incremental pull by cursor, bulk path for initial loads), **write** (batch upsert
+//! by external id with per-record results), **events** (the vendor's change notifications,
+//! verified) — each usable alone. Pure protocol modules (`read`, `write`, `errors`, …) build
+//! requests and parse responses; `client`/`auth`/`events` add the I/O. Today: `salesforce`
+//! (§2) and `hubspot` (§3).
 //!
-//! Depends on: nothing of the hub's. Must not know about: Kafka, topics, the canonical model.
+//! Shared by every vendor: [`http`] — the one HTTP path (a `reqwest` client, the shared
+//! `governor` rate limiter configured from the vendor's published limits, `backon` retries
+//! honouring `Retry-After`, refresh-once on auth errors, the budget guard, and API call
+//! accounting through [`http::ApiMeter`] and `hub_vendor_api_calls_total`); [`oauth`] —
+//! `state`, PKCE and the in-memory token cell; [`error`] — the one error classification every
+//! connector reports in (transient / auth / rate-limited / permanent, §1.2); the hub's own
+//! generic webhook contract ([`generic`]); and the vendor time formats ingest and transform
+//! both parse ([`timefmt`]).
+//!
+//! Contract tests against the sandboxes (`hub-sandbox`, a dev-dependency) are in `tests/`;
+//! each also runs against a real vendor account when credentials are in the environment.
+//!
+//! Depends on: nothing of the hub's (the sandbox only in tests). Must not know about: Kafka, topics, the canonical model.
 
 pub mod error;
 pub mod generic;
+pub mod http;
 pub mod hubspot;
+pub mod oauth;
 pub mod salesforce;
 pub mod timefmt;

@@ -118,7 +118,10 @@ mod tests {
             }
         );
         assert_eq!(p.strategy_for("sf-main", "last_name"), &Strategy::Manual);
-        assert_eq!(p.strategy_for("hs-marketing", "email"), &Strategy::TargetWins);
+        assert_eq!(
+            p.strategy_for("hs-marketing", "email"),
+            &Strategy::TargetWins
+        );
         assert_eq!(p.concurrency_window_ms, 2_000);
     }
 }

@@ -579,11 +579,20 @@ mod tests {
             &crate::conflict::Strategy::Manual
         );
         let bad = crate::DEMO_TOPOLOGY
-            .replace("      customer:\n        default:", "      custmer:\n        default:")
-            .replace("priority: [sf-main, hs-marketing]", "priority: [sf-main, hs-nope]");
+            .replace(
+                "      customer:\n        default:",
+                "      custmer:\n        default:",
+            )
+            .replace(
+                "priority: [sf-main, hs-marketing]",
+                "priority: [sf-main, hs-nope]",
+            );
         let errors = crate::parse_with_env(&bad, &|_| None).unwrap_err();
         let text = format!("{errors:?}");
-        assert!(text.contains("'custmer' is not a canonical entity"), "{text}");
+        assert!(
+            text.contains("'custmer' is not a canonical entity"),
+            "{text}"
+        );
         assert!(text.contains("no connector 'hs-nope'"), "{text}");
     }
 

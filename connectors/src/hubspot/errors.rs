@@ -115,6 +115,9 @@ pub fn classify(status: u16, retry_after_header: Option<&str>, body: &[u8]) -> V
             .category
             .clone()
             .or_else(|| parsed.error_type.clone())
+            // §3.1: the token endpoint's errors carry their code in `status`
+            // (`BAD_REFRESH_TOKEN`, `BAD_AUTH_CODE`, …) rather than a category.
+            .or_else(|| parsed.status.clone().filter(|s| s.starts_with("BAD_")))
             .unwrap_or_else(|| format!("HTTP_{status}")),
     };
     VendorError {
@@ -185,6 +188,18 @@ impl RateLimitStatus {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn token_endpoint_errors_keep_their_status_word_as_code() {
+        let e = classify(
+            400,
+            None,
+            br#"{"status":"BAD_REFRESH_TOKEN","message":"missing or invalid refresh token","correlationId":"c1"}"#,
+        );
+        assert_eq!(e.code, "BAD_REFRESH_TOKEN");
+        assert_eq!(e.class, ErrorClass::Permanent);
+    }
+
     use super::*;
     use std::collections::HashMap;
 

@@ -141,6 +141,88 @@ pub fn verify_v3(
         .map_err(|_| SignatureError::Mismatch)
 }
 
+/// Why a delivery was refused: a bad signature (401 to the sender) or a body that is not
+/// events (400; HubSpot does not retry a 4xx, §3.8, so the body goes to the dead letter).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RejectedDelivery {
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    #[error(transparent)]
+    Body(#[from] DeliveryError),
+}
+
+impl RejectedDelivery {
+    pub fn code(&self) -> &'static str {
+        match self {
+            RejectedDelivery::Signature(e) => e.code(),
+            RejectedDelivery::Body(e) => e.code(),
+        }
+    }
+}
+
+/// Verifies a delivery (v3 signature, 5-minute freshness) and only then parses it (§3.8).
+/// `header` looks a request header up by its lower-case name.
+pub fn accept_delivery<'a>(
+    secret: &[u8],
+    method: &str,
+    uri: &str,
+    body: &[u8],
+    header: impl Fn(&str) -> Option<&'a str>,
+    now_ms: i64,
+) -> Result<Vec<WebhookEvent>, RejectedDelivery> {
+    verify_v3(
+        secret,
+        method,
+        uri,
+        body,
+        header(SIGNATURE_V3_HEADER),
+        header(TIMESTAMP_HEADER),
+        now_ms,
+    )?;
+    Ok(parse_delivery(body)?)
+}
+
+/// The CRM object type (as in API paths) of a webhook subscription's object, for the types
+/// §3.8 lists; generic `object.*` subscriptions name no type and give `None`.
+pub fn api_object_type(subscription_object: &str) -> Option<&'static str> {
+    Some(match subscription_object {
+        "contact" => "contacts",
+        "company" => "companies",
+        "deal" => "deals",
+        "ticket" => "tickets",
+        "product" => "products",
+        "line_item" => "line_items",
+        _ => return None,
+    })
+}
+
+/// Which objects to batch-read for `events` (§3.8: events carry ids, not records): per
+/// object type, the distinct ids, sorted. Deletions have nothing to read; a merge reads the
+/// surviving (primary) record; association changes are not record changes.
+pub fn objects_to_fetch(events: &[WebhookEvent]) -> std::collections::BTreeMap<String, Vec<u64>> {
+    let mut out: std::collections::BTreeMap<String, std::collections::BTreeSet<u64>> =
+        Default::default();
+    for e in events {
+        let Some(object) = api_object_type(&e.subscription_type.object) else {
+            continue;
+        };
+        let id = match &e.change {
+            EventChange::Deleted | EventChange::PrivacyDeleted => continue,
+            EventChange::AssociationChanged { .. } => continue,
+            EventChange::Merged {
+                primary_object_id,
+                new_object_id,
+                ..
+            } => new_object_id.unwrap_or(*primary_object_id),
+            _ => e.object_id,
+        };
+        out.entry(object.to_owned()).or_default().insert(id);
+    }
+    out.into_iter()
+        .map(|(k, v)| (k, v.into_iter().collect()))
+        .collect()
+}
+
 /// Why a delivery body could not be parsed into events.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DeliveryError {
