@@ -1,10 +1,36 @@
 //! # hub-control — the control plane
 //!
-//! Owns what the people and machines that run the hub talk to: today the node's health and
-//! readiness, and its Prometheus metrics; tenants, roles, credentials, jobs, conflicts, dead
-//! letters and audit arrive with the control-plane issue.
+//! Owns what the people and machines that run the hub talk to. Today:
+//! - [`observability`]: the node's health, readiness and Prometheus metrics;
+//! - [`store`]: the control-plane database (SQLite embedded, PostgreSQL shared), with its
+//!   migrations — tenants, users, memberships, platform admins, sessions, API tokens,
+//!   encrypted connector credentials, wrapped tenant data keys, sign-in attempts;
+//! - [`auth`]: roles (`viewer` < `operator` < `admin` < `owner`), the [`auth::Caller`] and
+//!   its one access rule (another tenant's object is 404, too low a role is 403), argon2id
+//!   passwords, random bearer tokens kept only as SHA-256;
+//! - [`crypto`]: AES-256-GCM envelope encryption — a data key per tenant, wrapped by the
+//!   master key from `HUB_MASTER_KEY` / `HUB_MASTER_KEY_FILE`, re-wrappable on rotation;
+//! - [`secret::Secret`]: the wrapper that keeps secrets out of `Debug`, logs and JSON.
 //!
-//! Depends on: metrics-exporter-prometheus, axum. Must not know about: Kafka loops, vendors,
-//! mappings.
+//! Still to come from the control-plane issue (5): the REST API over this store (session
+//! cookies, CSRF header, bearer tokens, the endpoint × role authorization test), connector
+//! configuration CRUD and "test connection", OAuth2 authorization-code flows (state, PKCE),
+//! sync jobs and their lease-based scheduler, conflict and dead-letter APIs, the hash-chained
+//! audit log and `hub audit verify`, compliance report and exports, rate limits and vendor
+//! API budgets, the `/api/v1/ws/sync-monitor` WebSocket and analytics, the OpenAPI document.
+//!
+//! Depends on: sqlx, argon2, aes-gcm, metrics-exporter-prometheus, axum. Must not know about:
+//! Kafka loops, vendors, mappings.
 
+pub mod auth;
+pub mod crypto;
+pub mod error;
 pub mod observability;
+pub mod secret;
+pub mod store;
+
+pub use auth::{Access, Caller, Principal, Role, TenantId, UserId};
+pub use crypto::MasterKey;
+pub use error::{ControlError, Result};
+pub use secret::Secret;
+pub use store::{Backend, ControlStore, StoreSettings};
