@@ -151,7 +151,7 @@ macro_rules! on_both_backends {
                 use super::*;
                 use $crate::store::testing::Harness;
 
-                #[allow(unused_mut)]
+                #[allow(unused_mut, unused_assignments)]
                 fn settings() -> $crate::store::StoreSettings {
                     let mut s = $crate::store::StoreSettings::default();
                     $( s = $settings; )?
