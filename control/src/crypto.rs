@@ -55,9 +55,9 @@ impl MasterKey {
 
     /// Parses a key given as standard base64 of 32 bytes (surrounding whitespace ignored).
     pub fn from_base64(version: i64, text: &str) -> Result<Self> {
-        let bytes = STANDARD.decode(text.trim()).map_err(|_| {
-            ControlError::Config("the master key is not valid base64".to_string())
-        })?;
+        let bytes = STANDARD
+            .decode(text.trim())
+            .map_err(|_| ControlError::Config("the master key is not valid base64".to_string()))?;
         let key: [u8; 32] = bytes.try_into().map_err(|_| {
             ControlError::Config("the master key must be 32 bytes (256 bits)".to_string())
         })?;
@@ -78,9 +78,16 @@ impl MasterKey {
     fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let version = match var(MASTER_KEY_VERSION_ENV) {
             None => 1,
-            Some(v) => v.trim().parse::<i64>().ok().filter(|v| *v > 0).ok_or_else(|| {
-                ControlError::Config(format!("{MASTER_KEY_VERSION_ENV} must be a positive integer"))
-            })?,
+            Some(v) => v
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|v| *v > 0)
+                .ok_or_else(|| {
+                    ControlError::Config(format!(
+                        "{MASTER_KEY_VERSION_ENV} must be a positive integer"
+                    ))
+                })?,
         };
         if let Some(text) = var(MASTER_KEY_ENV) {
             return Self::from_base64(version, &text);
@@ -145,11 +152,22 @@ impl DataKey {
         format!("hub-credentials\0{tenant}\0{connector}").into_bytes()
     }
 
-    pub(crate) fn seal(&self, tenant: &str, connector: &str, plain: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+    pub(crate) fn seal(
+        &self,
+        tenant: &str,
+        connector: &str,
+        plain: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
         seal(self.0.expose(), &Self::aad(tenant, connector), plain)
     }
 
-    pub(crate) fn open(&self, tenant: &str, connector: &str, ct: &[u8], nonce: &[u8]) -> Result<Vec<u8>> {
+    pub(crate) fn open(
+        &self,
+        tenant: &str,
+        connector: &str,
+        ct: &[u8],
+        nonce: &[u8],
+    ) -> Result<Vec<u8>> {
         open(self.0.expose(), &Self::aad(tenant, connector), ct, nonce)
     }
 }
@@ -166,7 +184,9 @@ fn seal(key: &[u8; 32], aad: &[u8], plain: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> 
 
 fn open(key: &[u8; 32], aad: &[u8], ct: &[u8], nonce: &[u8]) -> Result<Vec<u8>> {
     if nonce.len() != 12 {
-        return Err(ControlError::Crypto("a stored nonce is not 96 bits".to_string()));
+        return Err(ControlError::Crypto(
+            "a stored nonce is not 96 bits".to_string(),
+        ));
     }
     let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key));
     cipher
@@ -199,7 +219,10 @@ mod tests {
     fn credentials_are_bound_to_tenant_and_connector() {
         let dk = DataKey::generate();
         let (ct, n) = dk.seal("acme", "salesforce", b"{\"k\":1}").unwrap();
-        assert_eq!(dk.open("acme", "salesforce", &ct, &n).unwrap(), b"{\"k\":1}");
+        assert_eq!(
+            dk.open("acme", "salesforce", &ct, &n).unwrap(),
+            b"{\"k\":1}"
+        );
         assert!(dk.open("acme", "hubspot", &ct, &n).is_err());
         assert!(dk.open("globex", "salesforce", &ct, &n).is_err());
         let mut tampered = ct.clone();
@@ -224,7 +247,8 @@ mod tests {
         let path = dir.path().join("master.key");
         std::fs::write(&path, format!("{b64}\n")).unwrap();
         let p = path.to_string_lossy().to_string();
-        let from_file = MasterKey::from_lookup(|n| (n == MASTER_KEY_FILE_ENV).then(|| p.clone())).unwrap();
+        let from_file =
+            MasterKey::from_lookup(|n| (n == MASTER_KEY_FILE_ENV).then(|| p.clone())).unwrap();
         assert_eq!(from_file.version(), 1);
         assert_eq!(from_file.key.expose(), mk.key.expose());
 

@@ -52,7 +52,9 @@ impl FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| ControlError::invalid("role", "must be owner, admin, operator or viewer"))
+            .ok_or_else(|| {
+                ControlError::invalid("role", "must be owner, admin, operator or viewer")
+            })
     }
 }
 

@@ -63,7 +63,10 @@ mod tests {
         assert!(phc.starts_with("$argon2id$"), "{phc}");
         assert!(!phc.contains("correct horse"));
         assert!(verify_password(&pw, &phc));
-        assert!(!verify_password(&Secret::new("correct horse battery!".into()), &phc));
+        assert!(!verify_password(
+            &Secret::new("correct horse battery!".into()),
+            &phc
+        ));
         assert!(!verify_password(&pw, "not a phc string"));
     }
 

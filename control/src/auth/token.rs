@@ -22,7 +22,10 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 
 /// A fresh token: `prefix` followed by 256 random bits in base64url.
 pub fn new_token(prefix: &str) -> Secret<String> {
-    Secret::new(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(random_bytes::<32>())))
+    Secret::new(format!(
+        "{prefix}{}",
+        URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+    ))
 }
 
 /// The digest the store keeps for a token (hex SHA-256). No salt is needed: the input is

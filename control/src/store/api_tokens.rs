@@ -33,7 +33,16 @@ pub struct NewApiToken {
     pub info: ApiTokenInfo,
 }
 
-type TokenRow = (String, String, String, String, Option<String>, i64, i64, Option<i64>);
+type TokenRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    Option<i64>,
+);
 
 fn info_from_row(r: TokenRow) -> Result<ApiTokenInfo> {
     let (id, tenant, role, name, created_by, created_at_ms, expires_at_ms, revoked_at_ms) = r;
@@ -64,10 +73,16 @@ impl ControlStore {
     ) -> Result<NewApiToken> {
         let name = name.trim();
         if name.is_empty() || name.len() > 200 {
-            return Err(ControlError::invalid("name", "give the token a name of 1 to 200 characters"));
+            return Err(ControlError::invalid(
+                "name",
+                "give the token a name of 1 to 200 characters",
+            ));
         }
         if ttl_ms <= 0 || ttl_ms > MAX_TOKEN_TTL_MS {
-            return Err(ControlError::invalid("expires_in", "must be between 1 ms and one year"));
+            return Err(ControlError::invalid(
+                "expires_in",
+                "must be between 1 ms and one year",
+            ));
         }
         if self.get_tenant(tenant).await?.is_none() {
             return Err(ControlError::NotFound {
@@ -113,13 +128,12 @@ impl ControlStore {
             "SELECT {TOKEN_COLUMNS} FROM api_tokens \
              WHERE token_hash = $1 AND expires_at_ms > $2 AND revoked_at_ms IS NULL"
         );
-        let row: Option<TokenRow> = on_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(
-            sql.clone()
-        ))
-        .bind(token_hash(token))
-        .bind(self.now_ms())
-        .fetch_optional(p)
-        .await?);
+        let row: Option<TokenRow> =
+            on_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(token_hash(token))
+                .bind(self.now_ms())
+                .fetch_optional(p)
+                .await?);
         row.map(info_from_row).transpose()
     }
 
@@ -160,12 +174,11 @@ impl ControlStore {
         let sql = format!(
             "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE tenant_id = $1 ORDER BY created_at_ms DESC, id DESC"
         );
-        let rows: Vec<TokenRow> = on_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(
-            sql.clone()
-        ))
-        .bind(tenant.as_str())
-        .fetch_all(p)
-        .await?);
+        let rows: Vec<TokenRow> =
+            on_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(tenant.as_str())
+                .fetch_all(p)
+                .await?);
         rows.into_iter().map(info_from_row).collect()
     }
 }

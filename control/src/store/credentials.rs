@@ -52,7 +52,12 @@ fn tenant_missing(tenant: &TenantId) -> impl FnOnce(sqlx::Error) -> ControlError
     }
 }
 
+/// `(key_version, wrapped_key, nonce, master_key_version)` of `tenant_data_keys`.
 type DataKeyRow = (i64, Vec<u8>, Vec<u8>, i64);
+/// `(ciphertext, nonce)` of `connector_credentials`, then its tenant's [`DataKeyRow`].
+type SealedRow = (Vec<u8>, Vec<u8>, i64, Vec<u8>, Vec<u8>, i64);
+/// `tenant_id` and the rest of a [`DataKeyRow`].
+type TenantKeyRow = (String, i64, Vec<u8>, Vec<u8>, i64);
 
 fn unwrap_row(master: &MasterKey, tenant: &TenantId, row: DataKeyRow) -> Result<(DataKey, i64)> {
     let (key_version, wrapped, nonce, master_version) = row;
@@ -76,11 +81,15 @@ impl ControlStore {
     ) -> Result<CredentialInfo> {
         check_connector(connector)?;
         if !secret.expose().is_object() {
-            return Err(ControlError::invalid("credentials", "must be a JSON object"));
+            return Err(ControlError::invalid(
+                "credentials",
+                "must be a JSON object",
+            ));
         }
-        let plain = Secret::new(serde_json::to_vec(secret.expose()).map_err(|e| {
-            ControlError::invalid("credentials", format!("not serialisable: {e}"))
-        })?);
+        let plain =
+            Secret::new(serde_json::to_vec(secret.expose()).map_err(|e| {
+                ControlError::invalid("credentials", format!("not serialisable: {e}"))
+            })?);
         let master = self.master_key();
         let now = self.now_ms();
         let t = tenant.as_str();
@@ -148,18 +157,21 @@ impl ControlStore {
 
     /// Decrypts a connector's credentials. For the hub's own use (connectors, "test
     /// connection"): never put the result in a response or a log line.
-    pub async fn get_credentials(&self, tenant: &TenantId, connector: &str) -> Result<Option<Secret<Json>>> {
-        let row: Option<(Vec<u8>, Vec<u8>, i64, Vec<u8>, Vec<u8>, i64)> =
-            on_pool!(self, |p| sqlx::query_as(
-                "SELECT c.ciphertext, c.nonce, k.key_version, k.wrapped_key, k.nonce, \
+    pub async fn get_credentials(
+        &self,
+        tenant: &TenantId,
+        connector: &str,
+    ) -> Result<Option<Secret<Json>>> {
+        let row: Option<SealedRow> = on_pool!(self, |p| sqlx::query_as(
+            "SELECT c.ciphertext, c.nonce, k.key_version, k.wrapped_key, k.nonce, \
                  k.master_key_version \
                  FROM connector_credentials c JOIN tenant_data_keys k ON k.tenant_id = c.tenant_id \
                  WHERE c.tenant_id = $1 AND c.connector = $2"
-            )
-            .bind(tenant.as_str())
-            .bind(connector)
-            .fetch_optional(p)
-            .await?);
+        )
+        .bind(tenant.as_str())
+        .bind(connector)
+        .fetch_optional(p)
+        .await?);
         let Some((ct, nonce, key_version, wrapped, key_nonce, master_version)) = row else {
             return Ok(None);
         };
@@ -174,7 +186,11 @@ impl ControlStore {
         Ok(Some(Secret::new(json)))
     }
 
-    pub async fn credential_info(&self, tenant: &TenantId, connector: &str) -> Result<Option<CredentialInfo>> {
+    pub async fn credential_info(
+        &self,
+        tenant: &TenantId,
+        connector: &str,
+    ) -> Result<Option<CredentialInfo>> {
         Ok(self
             .list_credentials(tenant)
             .await?
@@ -195,12 +211,14 @@ impl ControlStore {
         Ok(rows
             .into_iter()
             .map(
-                |(connector, key_version, created_at_ms, rotated_at_ms, rotations)| CredentialInfo {
-                    connector,
-                    key_version,
-                    created_at_ms,
-                    rotated_at_ms,
-                    rotations,
+                |(connector, key_version, created_at_ms, rotated_at_ms, rotations)| {
+                    CredentialInfo {
+                        connector,
+                        key_version,
+                        created_at_ms,
+                        rotated_at_ms,
+                        rotations,
+                    }
                 },
             )
             .collect())
@@ -228,12 +246,15 @@ impl ControlStore {
         if new.version() == old.version() {
             return Err(ControlError::invalid(
                 "master_key_version",
-                format!("the new master key needs a version other than {}", old.version()),
+                format!(
+                    "the new master key needs a version other than {}",
+                    old.version()
+                ),
             ));
         }
         let now = self.now_ms();
         let count = in_tx!(self, |tx| {
-            let rows: Vec<(String, i64, Vec<u8>, Vec<u8>, i64)> = sqlx::query_as(
+            let rows: Vec<TenantKeyRow> = sqlx::query_as(
                 "SELECT tenant_id, key_version, wrapped_key, nonce, master_key_version \
                  FROM tenant_data_keys ORDER BY tenant_id",
             )
@@ -242,7 +263,8 @@ impl ControlStore {
             let mut count = 0u64;
             for (tenant, key_version, wrapped, nonce, master_version) in rows {
                 let tenant = TenantId::new(tenant)?;
-                let (dk, _) = unwrap_row(&old, &tenant, (key_version, wrapped, nonce, master_version))?;
+                let (dk, _) =
+                    unwrap_row(&old, &tenant, (key_version, wrapped, nonce, master_version))?;
                 let (wrapped, nonce) = new.wrap(tenant.as_str(), &dk)?;
                 sqlx::query(
                     "UPDATE tenant_data_keys SET wrapped_key = $1, nonce = $2, \

@@ -133,12 +133,14 @@ impl ControlStore {
     }
 
     pub async fn get_user(&self, id: &UserId) -> Result<Option<User>> {
-        let row: Option<(String, bool, i64, Option<i64>)> = on_pool!(self, |p| sqlx::query_as(
+        let row: Option<(String, bool, i64, Option<i64>)> = on_pool!(self, |p| {
+            sqlx::query_as(
             "SELECT email, platform_admin, created_at_ms, disabled_at_ms FROM users WHERE id = $1"
         )
         .bind(&id.0)
         .fetch_optional(p)
-        .await?);
+        .await?
+        });
         Ok(row.map(
             |(email, platform_admin, created_at_ms, disabled_at_ms)| User {
                 id: id.clone(),
@@ -228,18 +230,20 @@ impl ControlStore {
             .fetch_all(p)
             .await?);
         rows.into_iter()
-            .map(|(id, email, platform_admin, created_at_ms, disabled_at_ms, role)| {
-                Ok((
-                    User {
-                        id: UserId(id),
-                        email,
-                        platform_admin,
-                        created_at_ms,
-                        disabled_at_ms,
-                    },
-                    role.parse()?,
-                ))
-            })
+            .map(
+                |(id, email, platform_admin, created_at_ms, disabled_at_ms, role)| {
+                    Ok((
+                        User {
+                            id: UserId(id),
+                            email,
+                            platform_admin,
+                            created_at_ms,
+                            disabled_at_ms,
+                        },
+                        role.parse()?,
+                    ))
+                },
+            )
             .collect()
     }
 

@@ -21,10 +21,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::SqlSafeStr;
 
 use crate::crypto::MasterKey;
 use crate::error::{ControlError, Result};
@@ -168,7 +168,11 @@ fn migrator(backend: Backend) -> Migrator {
 impl ControlStore {
     /// Connects to `sqlite://FILE` (created if missing), `sqlite::memory:`, or
     /// `postgres://...`, and applies pending migrations.
-    pub async fn connect(url: &str, master_key: MasterKey, settings: StoreSettings) -> Result<Self> {
+    pub async fn connect(
+        url: &str,
+        master_key: MasterKey,
+        settings: StoreSettings,
+    ) -> Result<Self> {
         let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Pool::Postgres(
                 PgPoolOptions::new()

@@ -100,7 +100,12 @@ impl ControlStore {
     }
 
     /// Milliseconds until (login, address) may try again, or `None` if it may now.
-    pub async fn throttled_for(&self, login: &str, client_addr: &str, now: i64) -> Result<Option<i64>> {
+    pub async fn throttled_for(
+        &self,
+        login: &str,
+        client_addr: &str,
+        now: i64,
+    ) -> Result<Option<i64>> {
         let settings = self.settings();
         let window_start = now - settings.login_window_ms;
         // The newest `max` failures since the last success, inside the window.
@@ -126,7 +131,13 @@ impl ControlStore {
         Ok(Some((oldest + settings.login_window_ms - now).max(1)))
     }
 
-    async fn record_attempt(&self, login: &str, client_addr: &str, now: i64, succeeded: bool) -> Result<()> {
+    async fn record_attempt(
+        &self,
+        login: &str,
+        client_addr: &str,
+        now: i64,
+        succeeded: bool,
+    ) -> Result<()> {
         on_pool!(self, |p| sqlx::query(
             "INSERT INTO login_attempts (login, client_addr, attempted_at_ms, succeeded) \
              VALUES ($1, $2, $3, $4)"
@@ -185,21 +196,25 @@ impl ControlStore {
 
     /// Ends a session; answers whether it existed.
     pub async fn logout(&self, token: &str) -> Result<bool> {
-        let n = on_pool!(self, |p| sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
-            .bind(token_hash(token))
-            .execute(p)
-            .await?
-            .rows_affected());
+        let n = on_pool!(self, |p| sqlx::query(
+            "DELETE FROM sessions WHERE token_hash = $1"
+        )
+        .bind(token_hash(token))
+        .execute(p)
+        .await?
+        .rows_affected());
         Ok(n > 0)
     }
 
     /// Deletes expired sessions; answers how many.
     pub async fn purge_expired_sessions(&self) -> Result<u64> {
-        let n = on_pool!(self, |p| sqlx::query("DELETE FROM sessions WHERE expires_at_ms <= $1")
-            .bind(self.now_ms())
-            .execute(p)
-            .await?
-            .rows_affected());
+        let n = on_pool!(self, |p| sqlx::query(
+            "DELETE FROM sessions WHERE expires_at_ms <= $1"
+        )
+        .bind(self.now_ms())
+        .execute(p)
+        .await?
+        .rows_affected());
         Ok(n)
     }
 }

@@ -12,13 +12,8 @@ use crate::crypto::MasterKey;
 pub(crate) const PG_URL_ENV: &str = "HUB_TEST_PG_URL";
 
 pub(crate) enum Place {
-    Sqlite {
-        dir: tempfile::TempDir,
-    },
-    Postgres {
-        admin_url: String,
-        schema: String,
-    },
+    Sqlite { dir: tempfile::TempDir },
+    Postgres { admin_url: String, schema: String },
 }
 
 /// One database for one test; [`Harness::open`] gives further nodes on it.
@@ -48,7 +43,9 @@ impl Harness {
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!("{PG_URL_ENV} is not set, and CI=true: the PostgreSQL half must run in CI");
             }
-            eprintln!("skipping the PostgreSQL half: set {PG_URL_ENV} (e.g. postgres://postgres@127.0.0.1:55432/hub_test)");
+            eprintln!(
+                "skipping the PostgreSQL half: set {PG_URL_ENV} (e.g. postgres://postgres@127.0.0.1:55432/hub_test)"
+            );
             return None;
         };
         let schema = format!("hub_ctl_test_{}", uuid::Uuid::new_v4().simple());

@@ -27,7 +27,10 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 async fn assert_absent(h: &Harness, plain: &str) {
     let dump = h.raw_dump().await;
     assert!(!dump.is_empty());
-    assert!(!contains(&dump, plain.as_bytes()), "{plain:?} is in the raw store");
+    assert!(
+        !contains(&dump, plain.as_bytes()),
+        "{plain:?} is in the raw store"
+    );
     assert!(
         !contains(&dump, hex::encode(plain).as_bytes()),
         "{plain:?} is in the raw store, hex-encoded"
