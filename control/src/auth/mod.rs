@@ -4,6 +4,7 @@
 //! tokens that the store keeps only as SHA-256 digests.
 
 mod access;
+pub mod cookie;
 pub mod password;
 pub mod token;
 

@@ -52,6 +52,30 @@ pub fn verify_against_dummy(password: &Secret<String>) {
     let _ = verify_password(password, phc);
 }
 
+/// [`hash_password`] on the blocking pool: argon2id is deliberately slow (tens of
+/// milliseconds of CPU), which must not stall the async workers serving other requests.
+pub async fn hash_password_off_executor(password: &Secret<String>) -> Result<String, ControlError> {
+    let password = password.clone();
+    tokio::task::spawn_blocking(move || hash_password(&password))
+        .await
+        .map_err(|e| ControlError::Crypto(format!("password hashing task failed: {e}")))?
+}
+
+/// [`verify_password`] (or, without a stored hash, [`verify_against_dummy`]) on the
+/// blocking pool, for the same reason.
+pub async fn verify_password_off_executor(password: &Secret<String>, phc: Option<String>) -> bool {
+    let password = password.clone();
+    tokio::task::spawn_blocking(move || match phc {
+        Some(phc) => verify_password(&password, &phc),
+        None => {
+            verify_against_dummy(&password);
+            false
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::auth::password::hash_password;
+use crate::auth::password::hash_password_off_executor;
 use crate::auth::{Caller, Principal, Role, TenantId, UserId};
 use crate::error::{ControlError, Result};
 use crate::secret::Secret;
@@ -108,7 +108,7 @@ impl ControlStore {
         if !email.contains('@') || email.len() > 254 {
             return Err(ControlError::invalid("email", "not an e-mail address"));
         }
-        let hash = hash_password(password)?;
+        let hash = hash_password_off_executor(password).await?;
         let id = UserId(uuid::Uuid::now_v7().to_string());
         let now = self.now_ms();
         let res = on_pool!(self, |p| sqlx::query(

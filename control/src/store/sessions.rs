@@ -6,7 +6,7 @@
 //! enough of them have aged out. Refused attempts are not recorded, so hammering a locked key
 //! does not extend the lock; failures stay in the table for the compliance report.
 
-use crate::auth::password::{verify_against_dummy, verify_password};
+use crate::auth::password::verify_password_off_executor;
 use crate::auth::token::{SESSION_PREFIX, constant_time_eq, new_token, token_hash};
 use crate::auth::{Caller, UserId};
 use crate::error::{ControlError, Result};
@@ -51,7 +51,7 @@ impl ControlStore {
     ) -> Result<NewSession> {
         let login = normalize_email(email);
         let now = self.now_ms();
-        if let Some(retry_after_ms) = self.throttled_for(&login, client_addr, now).await? {
+        if let Some(retry_after_ms) = self.retry_after_ms(&login, client_addr, now).await? {
             return Err(ControlError::Throttled { retry_after_ms });
         }
         let row: Option<(String, String, Option<i64>)> = on_pool!(self, |p| sqlx::query_as(
@@ -60,15 +60,13 @@ impl ControlStore {
         .bind(&login)
         .fetch_optional(p)
         .await?);
-        let user = match row {
-            None => {
-                verify_against_dummy(password);
-                None
-            }
-            Some((id, hash, disabled)) => {
-                (verify_password(password, &hash) && disabled.is_none()).then_some(UserId(id))
-            }
+        let (stored, user) = match row {
+            None => (None, None),
+            Some((id, hash, disabled)) => (Some(hash), disabled.is_none().then_some(UserId(id))),
         };
+        // Unknown users are checked against a dummy hash: the same time, the same answer.
+        let password_ok = verify_password_off_executor(password, stored).await;
+        let user = user.filter(|_| password_ok);
         self.record_attempt(&login, client_addr, now, user.is_some())
             .await?;
         let Some(user_id) = user else {
@@ -99,8 +97,20 @@ impl ControlStore {
         })
     }
 
-    /// Milliseconds until (login, address) may try again, or `None` if it may now.
-    pub async fn throttled_for(
+    /// Milliseconds until `email` may try to sign in again from `client_addr`, or `None` if
+    /// it may now (for a `Retry-After` header, or a console hint before the form is sent).
+    pub async fn login_retry_after_ms(
+        &self,
+        email: &str,
+        client_addr: &str,
+    ) -> Result<Option<i64>> {
+        self.retry_after_ms(&normalize_email(email), client_addr, self.now_ms())
+            .await
+    }
+
+    /// Check and record are separate statements, so attempts racing on several nodes may
+    /// get a few guesses past the limit; the limit still bounds guessing to that order.
+    async fn retry_after_ms(
         &self,
         login: &str,
         client_addr: &str,

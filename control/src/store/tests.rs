@@ -157,6 +157,8 @@ on_both_backends! {
         // The lock is per (login, address): another address may still sign in.
         s.login("dave@acme.example", &good, "10.0.0.4").await.unwrap();
 
+        assert_eq!(s.login_retry_after_ms("Dave@acme.example", "10.0.0.3").await.unwrap(), Some(50_000));
+        assert_eq!(s.login_retry_after_ms("dave@acme.example", "10.0.0.4").await.unwrap(), None);
         // A second control node on the same store sees the same lock.
         let other = h.open(MasterKey::generate(1), settings()).await;
         other.pin_clock_ms(T0 + 10_000);
@@ -379,4 +381,35 @@ on_both_backends! {
         assert_eq!(wrong.get_credentials(&tenant("acme"), "dealertrack").await.unwrap_err().code(), "crypto");
         wrong.close().await;
     }
+}
+
+#[tokio::test]
+async fn an_in_memory_sqlite_store_works_and_other_urls_are_refused() {
+    let s = super::ControlStore::connect(
+        "sqlite::memory:",
+        MasterKey::generate(1),
+        StoreSettings::default(),
+    )
+    .await
+    .unwrap();
+    s.create_tenant(&tenant("acme"), "Acme Motors")
+        .await
+        .unwrap();
+    s.put_credentials(&tenant("acme"), "hubspot", &Secret::new(json!({"k": "v"})))
+        .await
+        .unwrap();
+    assert!(
+        s.get_credentials(&tenant("acme"), "hubspot")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let e = super::ControlStore::connect(
+        "mysql://x",
+        MasterKey::generate(1),
+        StoreSettings::default(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), "config");
 }
