@@ -7,7 +7,7 @@
 //!   encrypted connector credentials, wrapped tenant data keys, sign-in attempts;
 //! - [`auth`]: roles (`viewer` < `operator` < `admin` < `owner`), the [`auth::Caller`] and
 //!   its one access rule (another tenant's object is 404, too low a role is 403), argon2id
-//!   passwords, random bearer tokens kept only as SHA-256;
+//!   passwords, random bearer tokens kept only as SHA-256, the session cookie's attributes;
 //! - [`crypto`]: AES-256-GCM envelope encryption — a data key per tenant, wrapped by the
 //!   master key from `HUB_MASTER_KEY` / `HUB_MASTER_KEY_FILE`, re-wrappable on rotation;
 //! - [`secret::Secret`]: the wrapper that keeps secrets out of `Debug`, logs and JSON.
