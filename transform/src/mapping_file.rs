@@ -40,7 +40,6 @@ use hub_topology::{EntityMapping, Vendor};
 use serde::Deserialize;
 use serde_json::Value;
 
-
 /// A parsed mapping file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
