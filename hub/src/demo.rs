@@ -40,7 +40,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
          \n  health     http://{c}/healthz  http://{c}/readyz\
          \n  registry   http://{c}/subjects  (Confluent Schema Registry API)\
          \n  SQL sink   {sql}  (tables canonical_customer, canonical_vehicle, ...)\
-         \n  topics     {ns}.raw.*, {ns}.canonical.*, {ns}.dlq.*  on {kafka}\
+         \n  topics     {ns}.raw.*, {ns}.canonical.*, {ns}.conflicts, {ns}.dlq.*  on {kafka}\
+         \n  conflicts  Salesforce and HubSpot edits of one customer merge (Salesforce first);\
+         \n             name conflicts wait for a person on {ns}.conflicts\
          \n\nSample Salesforce and HubSpot changes are posted {rate}/s. Post your own:\n\
          \n  body='{{\"Id\":\"003X\",\"LastName\":\"Lee\",\"Email\":\"pat@example.com\"}}'; ts=$(date +%s)\
          \n  sig=$(printf '%s.%s' \"$ts\" \"$body\" | openssl dgst -sha256 -hmac '{secret}' | cut -d' ' -f2)\

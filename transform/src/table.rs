@@ -29,7 +29,9 @@ fn table_consumer(bootstrap: &str) -> Result<BaseConsumer, KafkaError> {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
+        // The position says when the end is reached; end-of-partition events would only be
+        // logged as errors by librdkafka's default context.
+        .set("enable.partition.eof", "false")
         .set("fetch.wait.max.ms", "10")
         .create()
 }
