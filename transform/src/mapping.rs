@@ -253,6 +253,18 @@ fn map_with(
         .external_id
         .clone()
         .or_else(|| path_text(payload, mapping.external_id.as_deref()?));
+    // Ingest reads the modification time only from JSON; for other payloads the mapping's
+    // `updated_at` path supplies it (falling back to what ingest recorded).
+    let source_ts = if raw.content_type.to_ascii_lowercase().contains("json") {
+        raw.source_ts
+    } else {
+        mapping
+            .updated_at
+            .as_deref()
+            .and_then(|p| resolve(payload, p))
+            .and_then(json_timestamp_ms)
+            .unwrap_or(raw.source_ts)
+    };
     let mut ctx = Ctx {
         payload,
         scope,
@@ -329,7 +341,7 @@ fn map_with(
         "external_id".into(),
         external_id.map_or(Value::Null, Value::String),
     );
-    doc.insert("source_updated_at".into(), raw.source_ts.into());
+    doc.insert("source_updated_at".into(), source_ts.into());
     doc.insert("received_at".into(), raw.received_at.into());
     doc.insert("ingest_id".into(), raw.ingest_id.clone().into());
     doc.insert("deleted".into(), deleted.into());
@@ -960,6 +972,8 @@ mod tests {
         assert_eq!(lead["comments"], "Is it still availabl");
         // 10:00 at -05:00; the offset wins over the configured zone.
         assert_eq!(lead["created_at"], 1_714_575_600_000i64);
+        // Ingest cannot read an XML payload's time; the mapping's `updated_at` path does.
+        assert_eq!(lead["source_updated_at"], 1_714_575_600_000i64);
         let customer = &all[1].doc;
         assert_eq!(lead["customer_key"], all[1].key.as_str());
         assert_eq!(

@@ -270,7 +270,10 @@ impl Stage for MapStage {
                     connector: raw.connector.clone(),
                     vendor_entity: raw.vendor_entity.clone(),
                     external_id: raw.external_id.clone(),
-                    source_ts: raw.source_ts,
+                    // The mapping may have read it from a payload ingest could not (XML).
+                    source_ts: mapped.doc["source_updated_at"]
+                        .as_i64()
+                        .unwrap_or(raw.source_ts),
                     received_at: raw.received_at,
                     ingest_id: raw.ingest_id.clone(),
                 },
