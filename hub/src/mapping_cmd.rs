@@ -137,8 +137,7 @@ fn mapping_test(args: MappingTestArgs) -> ExitCode {
         }
         .to_string()
     });
-    // TODO: switch to mapping::dry_run
-    let result = mapping_file::dry_run(mapping, &content_type, &payload);
+    let result = hub_transform::mapping::dry_run(mapping, &content_type, &payload);
     match result {
         Ok(m) => {
             let out = if args.json {

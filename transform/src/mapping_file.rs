@@ -318,7 +318,7 @@ fn line_of(text: &str, skip: usize, needles: &[&str]) -> Option<usize> {
 /// The tenant and connector a dry run's records claim to come from.
 pub const DRY_RUN_TENANT: &str = "mapping-test";
 
-pub use crate::mapping::dry_run;
+use crate::mapping::dry_run;
 
 /// What running a file's test cases found.
 #[derive(Debug, Clone, Default)]
