@@ -13,6 +13,14 @@
 #               background and wait (<= HUB_KAFKA_READY_TIMEOUT s) until it answers.
 #               Idempotent: if it is already running and answering, says so.
 #   stop        SIGTERM, wait up to 30 s, then SIGKILL. No-op if not running.
+#               With one broker, a graceful stop can strand a transaction: the
+#               broker gives up leadership of every partition first, and a commit
+#               whose markers are still being written then skips them (Kafka takes
+#               a leaderless partition for a deleted one), leaving a hanging
+#               transaction that stalls read_committed readers of those partitions
+#               and the group's offsets. Stop the hub before the broker, or use kill.
+#   kill        SIGKILL: a crash. On restart the broker recovers its logs and
+#               completes every prepared commit, so nothing is stranded.
 #   restart     stop, then start.
 #   status      exit 0 if the node is running, 3 if not.
 #   reset       stop and delete the data dir (topics, offsets, logs).
@@ -364,6 +372,21 @@ cmd_stop() {
     echo "kafka stopped"
 }
 
+cmd_kill() {
+    take_lock
+    local pid i
+    if ! pid=$(running_pid); then
+        rm -f "$PID_FILE"
+        echo "kafka not running"
+        return 0
+    fi
+    log "killing kafka (pid $pid)"
+    kill -KILL "$pid" 2>/dev/null || true
+    for ((i = 0; i < 20; i++)); do is_alive "$pid" || break; sleep 0.5; done
+    rm -f "$PID_FILE"
+    echo "kafka killed"
+}
+
 cmd_status() {
     local pid
     if pid=$(running_pid); then
@@ -427,6 +450,7 @@ usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 case "${1:-}" in
     start) cmd_start ;;
     stop) cmd_stop ;;
+    kill) cmd_kill ;;
     restart) cmd_stop && cmd_start ;;
     status) cmd_status ;;
     reset) cmd_reset ;;

@@ -89,6 +89,48 @@ pub const SF_SECRET: &str = "e2e-salesforce-webhook-secret";
 /// The demo topology's HubSpot webhook secret (its default).
 pub const HS_SECRET: &str = "demo-hubspot-webhook-secret";
 
+/// A scenario's topics go when it ends (unless it panicked, or `HUB_E2E_KEEP` is set), so
+/// the shared test broker does not pile up partitions run after run: a broker holding
+/// thousands takes minutes to restart, which the outage test does.
+impl Drop for Scenario {
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("HUB_E2E_KEEP").is_some() {
+            return;
+        }
+        let bootstrap = self.services.kafka.clone();
+        let prefix = format!("{}.", self.namespace);
+        // Its own thread and runtime: the test's runtime may be the one dropping us.
+        let cleanup = std::thread::spawn(move || -> anyhow::Result<()> {
+            use rdkafka::admin::{AdminClient, AdminOptions};
+            use rdkafka::client::DefaultClientContext;
+            let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+                .set("bootstrap.servers", &bootstrap)
+                .create()?;
+            let metadata = admin
+                .inner()
+                .fetch_metadata(None, Duration::from_secs(10))?;
+            let topics: Vec<String> = metadata
+                .topics()
+                .iter()
+                .map(|t| t.name().to_string())
+                .filter(|n| n.starts_with(&prefix))
+                .collect();
+            if topics.is_empty() {
+                return Ok(());
+            }
+            let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(admin.delete_topics(&names, &AdminOptions::new()))?;
+            Ok(())
+        });
+        if let Ok(Err(e)) = cleanup.join() {
+            eprintln!("{}: topics left behind: {e}", self.namespace);
+        }
+    }
+}
+
 impl Scenario {
     pub fn new(name: &str, services: Services) -> anyhow::Result<Scenario> {
         let run = &uuid::Uuid::new_v4().simple().to_string()[..8];
@@ -162,7 +204,11 @@ impl Scenario {
             .env("HUB_CONTROL_LISTEN", format!("127.0.0.1:{control_port}"))
             .env("HUB_NODE_ID", node_id)
             .env("HUB_REGISTRY", registry)
-            .env("HUB_LOG", "info,rdkafka=warn")
+            // HUB_E2E_LOG sets the nodes' log filter when a test needs a closer look.
+            .env(
+                "HUB_LOG",
+                std::env::var("HUB_E2E_LOG").unwrap_or_else(|_| "info,rdkafka=warn".into()),
+            )
             .stdout(Stdio::from(out.try_clone()?))
             .stderr(Stdio::from(out))
             .spawn()

@@ -1,4 +1,4 @@
-//! (c) The broker is stopped while webhooks arrive → ingest answers 503, and after the broker
+//! (c) The broker dies while webhooks arrive → ingest answers 503, and after the broker
 //! is back every record that was answered 202 arrives.
 
 use std::collections::HashSet;
@@ -22,7 +22,15 @@ async fn broker_outage_gets_503_and_everything_answered_202_arrives() -> anyhow:
     assert_eq!(status, 202);
     accepted.extend(ids);
 
-    kafka_script("stop")?;
+    // A crash, not a graceful stop: with a single broker, a graceful stop hands off the
+    // leadership of every partition to no one first, and a transaction whose commit markers
+    // are still being written then has them skipped for good (Kafka takes a leaderless
+    // partition for a deleted one). That hanging transaction would stall read_committed
+    // readers of those partitions, and the group's offsets, for ever; it is a property of
+    // a one-broker cluster (with replicas, leadership moves and the markers land), which
+    // deploy/local/kafka.sh documents. After a crash the broker completes every prepared
+    // commit on restart.
+    kafka_script("kill")?;
     let outage = async {
         let mut statuses = Vec::new();
         for k in 0..3u64 {

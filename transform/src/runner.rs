@@ -34,9 +34,13 @@ pub struct TransformConfig {
     pub bootstrap: String,
     /// The consumer group every transform worker joins; partitions spread across them.
     pub group_id: String,
-    /// Stable per worker: it makes the transactional id, so a restarted worker fences its
-    /// previous incarnation and aborts whatever it left open at once.
+    /// Stable per worker: with the prefix it makes the transactional id, so a restarted
+    /// worker fences its previous incarnation and aborts whatever it left open at once.
     pub node_id: String,
+    /// `<namespace>-transform`: transactional ids are unique per cluster, so two
+    /// deployments (or a benchmark run) sharing a broker and node names never fence each
+    /// other.
+    pub transactional_prefix: String,
     /// Most records in one transaction.
     pub max_batch: usize,
     /// Longest wait to fill a batch once its first record arrived.
@@ -51,6 +55,7 @@ impl TransformConfig {
             bootstrap: topology.runtime.kafka_bootstrap.clone(),
             group_id: topology.topic_names().group("transform"),
             node_id: topology.runtime.node_id.clone(),
+            transactional_prefix: topology.topic_names().group("transform"),
             // A commit costs about 100 ms on a local Kafka 4.4 whatever the batch holds, so
             // under load batches grow to amortise it; when quiet, a record waits 15 ms at most
             // for company.
@@ -194,11 +199,16 @@ impl<S: Stage + 'static> StageLoop<S> {
     }
 
     fn instance(&self) -> String {
-        format!("hub-transform-{}-{}", self.stage.name(), self.cfg.node_id)
+        format!(
+            "{}-{}-{}",
+            self.cfg.transactional_prefix,
+            self.stage.name(),
+            self.cfg.node_id
+        )
     }
 
     fn consumer(&self) -> Result<BaseConsumer<RebalanceFlag>, KafkaError> {
-        ClientConfig::new()
+        client_config()
             .set("bootstrap.servers", &self.cfg.bootstrap)
             .set("group.id", &self.cfg.group_id)
             // Static membership: a restarted worker takes its partitions back without waiting
@@ -217,7 +227,7 @@ impl<S: Stage + 'static> StageLoop<S> {
     }
 
     fn producer(&self) -> Result<ThreadedProducer<DefaultProducerContext>, KafkaError> {
-        ClientConfig::new()
+        client_config()
             .set("bootstrap.servers", &self.cfg.bootstrap)
             .set("transactional.id", self.instance())
             .set(
@@ -375,6 +385,17 @@ impl<S: Stage + 'static> StageLoop<S> {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// A client configuration; `HUB_KAFKA_DEBUG` (librdkafka's `debug` contexts, e.g.
+/// `cgrp,fetch,eos`) turns on librdkafka's own tracing, logged at debug level under the
+/// `librdkafka` target, for an SRE chasing a broker-side problem.
+pub(crate) fn client_config() -> ClientConfig {
+    let mut c = ClientConfig::new();
+    if let Ok(contexts) = std::env::var("HUB_KAFKA_DEBUG") {
+        c.set("debug", contexts);
+    }
+    c
 }
 
 /// A dead letter for one input record of the transform.

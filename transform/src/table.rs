@@ -11,7 +11,6 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -22,7 +21,7 @@ use rdkafka::{Offset, TopicPartitionList};
 pub(crate) type TableRecord = (String, String, Option<Vec<u8>>);
 
 fn table_consumer(bootstrap: &str) -> Result<BaseConsumer, KafkaError> {
-    ClientConfig::new()
+    crate::runner::client_config()
         .set("bootstrap.servers", bootstrap)
         // Assigned, never subscribed: the group id is only a name librdkafka wants.
         .set("group.id", "hub-table-reader")
