@@ -21,6 +21,7 @@
 //!
 //! Depends on: nothing of the hub's (the sandbox only in tests). Must not know about: Kafka, topics, the canonical model.
 
+pub mod build;
 pub mod error;
 pub mod generic;
 pub mod http;

@@ -26,6 +26,9 @@ use crate::{Overrides, Role};
 pub enum BenchCommand {
     /// Push records through ingest → transform → SQL sink and reconcile.
     Pipeline(PipelineArgs),
+    /// Initial sync of Salesforce contacts into HubSpot through the pipeline, against the
+    /// sandboxes with HubSpot's rate limit enforced; reconciled against both.
+    Sync(crate::bench_sync::SyncArgs),
 }
 
 #[derive(Args)]
@@ -60,6 +63,7 @@ pub struct PipelineArgs {
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Pipeline(args) => pipeline(args).await,
+        BenchCommand::Sync(args) => crate::bench_sync::sync(args).await,
     }
 }
 

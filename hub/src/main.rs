@@ -6,6 +6,7 @@
 
 mod admin;
 mod bench;
+mod bench_sync;
 mod demo;
 mod mapping_cmd;
 mod node;

@@ -100,6 +100,7 @@ impl Node {
             ));
             let listener = bind(&rt.ingest_listen).await?;
             ingest_addr = Some(listener.local_addr()?);
+            tasks.extend(hub_ingest::spawn_pollers(state.clone(), shutdown_rx.clone()));
             tasks.push(serve(
                 listener,
                 hub_ingest::router(state),
@@ -143,6 +144,19 @@ impl Node {
                 tasks.push(tokio::spawn(async move {
                     if let Err(e) = runner.run(rx).await {
                         warn!(error = %e, "webhook sink stopped");
+                    }
+                }));
+            }
+            for runner in hub_sink::VendorSinkRunner::all(
+                &rt.kafka_bootstrap,
+                codec.clone(),
+                topology.clone(),
+                store.clone(),
+            )? {
+                let rx = shutdown_rx.clone();
+                tasks.push(tokio::spawn(async move {
+                    if let Err(e) = runner.run(rx).await {
+                        warn!(error = %e, "vendor sink stopped");
                     }
                 }));
             }

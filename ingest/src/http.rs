@@ -26,7 +26,8 @@ use hub_topology::metrics::{
     BROKER_ERRORS_TOTAL, INGEST_RECORDS_TOTAL, INGEST_REQUEST_SECONDS, INGEST_REQUESTS_TOTAL,
 };
 
-use crate::body::{self, MediaType, Origin};
+use crate::body::{self, IncomingRecord, MediaType, Origin};
+use hub_topology::{Connector, EntityMapping, Tenant};
 use crate::error::IngestError;
 use crate::idempotency::{IdempotencyCache, Lookup};
 use crate::publisher::OutboundRecord;
@@ -220,48 +221,7 @@ async fn handle(
     seen.records = Some(records.len());
 
     let ingest_ids = body::ingest_ids(&tenant.id, &connector.id, idempotency_key, records.len());
-    let origin = Origin {
-        tenant: &tenant.id,
-        connector: &connector.id,
-        vendor: connector.vendor.name(),
-        vendor_entity: &mapping.vendor_entity,
-        mapping,
-        media,
-        received_at: now_ms(),
-    };
-    // `<namespace>.raw.<vendor>`: the namespace lets several hubs share one cluster.
-    let topic = state.topology.topic_names().raw(origin.vendor);
-    let mut outbound = Vec::with_capacity(records.len());
-    for (record, ingest_id) in records.iter().zip(&ingest_ids) {
-        let raw = body::raw_change(&origin, record, ingest_id.clone());
-        // One vendor record's changes share a key, so they stay in order on one partition.
-        let partition_key = raw.external_id.as_deref().unwrap_or(&raw.ingest_id);
-        let key = record_key(&tenant.id, &format!("{}/{partition_key}", connector.id));
-        let payload = state
-            .codec
-            .encode_raw(&topic, &raw)
-            .await
-            .map_err(codec_error)?;
-        outbound.push(OutboundRecord {
-            topic: topic.clone(),
-            key,
-            payload,
-            headers: vec![
-                (kafka_headers::TENANT, tenant.id.clone()),
-                (kafka_headers::CONNECTOR, connector.id.clone()),
-                (kafka_headers::INGEST_ID, raw.ingest_id),
-                (
-                    kafka_headers::RECEIVED_AT_MS,
-                    origin.received_at.to_string(),
-                ),
-            ],
-        });
-    }
-
-    if let Err(e) = state.publisher.publish_batch(outbound).await {
-        metrics::counter!(BROKER_ERRORS_TOTAL, "stage" => "ingest").increment(e.failed as u64);
-        return Err(IngestError::BrokerUnavailable(e));
-    }
+    publish_records(state, tenant, connector, mapping, media, &records, &ingest_ids).await?;
 
     if let Some((_, scope, request)) = replay_slot {
         state
@@ -379,4 +339,61 @@ fn record_request(status: StatusCode, started: Instant) {
     metrics::counter!(INGEST_REQUESTS_TOTAL, "status" => status.clone()).increment(1);
     metrics::histogram!(INGEST_REQUEST_SECONDS, "status" => status)
         .record(started.elapsed().as_secs_f64());
+}
+
+/// Wraps each record in its `RawChange` envelope, encodes it and publishes the lot to
+/// `<ns>.raw.<vendor>`; `Ok` once the broker acknowledged every one. The webhook edge and the
+/// pollers share it, so a record reads the same whichever way it came.
+pub(crate) async fn publish_records(
+    state: &IngestState,
+    tenant: &Tenant,
+    connector: &Connector,
+    mapping: &EntityMapping,
+    media: MediaType,
+    records: &[IncomingRecord<'_>],
+    ingest_ids: &[String],
+) -> Result<(), IngestError> {
+    let origin = Origin {
+        tenant: &tenant.id,
+        connector: &connector.id,
+        vendor: connector.vendor.name(),
+        vendor_entity: &mapping.vendor_entity,
+        mapping,
+        media,
+        received_at: now_ms(),
+    };
+    // `<namespace>.raw.<vendor>`: the namespace lets several hubs share one cluster.
+    let topic = state.topology.topic_names().raw(origin.vendor);
+    let mut outbound = Vec::with_capacity(records.len());
+    for (record, ingest_id) in records.iter().zip(ingest_ids) {
+        let raw = body::raw_change(&origin, record, ingest_id.clone());
+        // One vendor record's changes share a key, so they stay in order on one partition.
+        let partition_key = raw.external_id.as_deref().unwrap_or(&raw.ingest_id);
+        let key = record_key(&tenant.id, &format!("{}/{partition_key}", connector.id));
+        let payload = state
+            .codec
+            .encode_raw(&topic, &raw)
+            .await
+            .map_err(codec_error)?;
+        outbound.push(OutboundRecord {
+            topic: topic.clone(),
+            key,
+            payload,
+            headers: vec![
+                (kafka_headers::TENANT, tenant.id.clone()),
+                (kafka_headers::CONNECTOR, connector.id.clone()),
+                (kafka_headers::INGEST_ID, raw.ingest_id),
+                (
+                    kafka_headers::RECEIVED_AT_MS,
+                    origin.received_at.to_string(),
+                ),
+            ],
+        });
+    }
+
+    if let Err(e) = state.publisher.publish_batch(outbound).await {
+        metrics::counter!(BROKER_ERRORS_TOTAL, "stage" => "ingest").increment(e.failed as u64);
+        return Err(IngestError::BrokerUnavailable(e));
+    }
+    Ok(())
 }

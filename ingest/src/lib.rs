@@ -19,6 +19,7 @@ mod error;
 mod http;
 mod idempotency;
 mod kafka;
+mod poll;
 mod publisher;
 mod state;
 
@@ -28,5 +29,6 @@ mod tests;
 pub use error::IngestError;
 pub use http::{IDEMPOTENCY_KEY_HEADER, IDEMPOTENT_REPLAYED_HEADER, router};
 pub use kafka::{KafkaPublisher, KafkaPublisherConfig};
+pub use poll::spawn_pollers;
 pub use publisher::{MemoryPublisher, OutboundRecord, PublishError, Publisher};
 pub use state::{IngestLimits, IngestState};

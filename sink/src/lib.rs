@@ -35,5 +35,8 @@ pub use error::{RecordError, SinkError};
 pub use offsets::{Admission, OffsetCache, Position, already_applied};
 pub use record::CanonicalRecord;
 pub use routes::{ApiRoute, SqlRoutes, webhook_routes};
-pub use runner::{ApiSinkRunner, RunnerOptions, SqlSinkRunner, WebhookSinkRunner};
+pub use api::vendor::VendorSink;
+pub use runner::{
+    ApiSinkRunner, RunnerOptions, SqlSinkRunner, VendorSinkRunner, WebhookSinkRunner,
+};
 pub use store::{Backend, BatchOutcome, LedgerEntry, ReconciliationRow, SqlStore, UpsertOutcome};

@@ -134,6 +134,71 @@ pub struct Connector {
     pub webhook_secret: String,
     #[serde(default)]
     pub entities: Vec<EntityMapping>,
+    /// How the hub calls the vendor's own API for this connection: to pull changes (the
+    /// poller) and to write into it (a `salesforce` or `hubspot` target naming it). Absent:
+    /// the vendor only pushes webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<ConnectorApi>,
+}
+
+/// The vendor API side of a connector (Salesforce and HubSpot today).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorApi {
+    /// The API's base URL: `https://api.hubapi.com`, a Salesforce login URL for the JWT
+    /// flow or the org's instance URL with `token`, or a sandbox's address.
+    pub base_url: String,
+    /// A bearer token: a HubSpot private-app token, or a Salesforce session's access token
+    /// (then `base_url` is the instance URL). `${VAR}` reads the environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Salesforce's JWT bearer flow (server to server): the connected app's consumer key
+    /// and the integration user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtBearerSettings>,
+    /// How often the poller asks for changes, in ms; 0 turns polling off (the connector is
+    /// then written to, or fed by webhooks, only). Default 1000.
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+    /// The vendor entities to poll; default: every `vendor_entity` of the mappings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub poll: Vec<String>,
+    /// Requests per rolling 10 s this account may make (HubSpot's tier, §3.7); default: the
+    /// vendor's lowest published tier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_10s: Option<u32>,
+    /// The share of the vendor's limits the hub may use, in (0, 1]; default 0.9, leaving
+    /// the rest to the dealer's other tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headroom: Option<f64>,
+}
+
+/// Salesforce JWT bearer flow settings (vendor-apis.md §2.1).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtBearerSettings {
+    pub consumer_key: String,
+    pub username: String,
+}
+
+fn default_poll_ms() -> u64 {
+    1000
+}
+
+impl ConnectorApi {
+    /// The vendor entities the poller reads for `connector`.
+    pub fn polled<'a>(&'a self, connector: &'a Connector) -> Vec<&'a str> {
+        if !self.poll.is_empty() {
+            return self.poll.iter().map(String::as_str).collect();
+        }
+        let mut out: Vec<&str> = Vec::new();
+        for m in &connector.entities {
+            if !out.contains(&m.vendor_entity.as_str()) {
+                out.push(&m.vendor_entity);
+            }
+        }
+        out
+    }
 }
 
 /// How one vendor entity maps to one canonical entity. A connector may list several
@@ -823,6 +888,24 @@ pub enum TargetKind {
         /// hub's own echo (bidirectional sync without loops).
         #[serde(default)]
         connector: Option<String>,
+    },
+    /// A vendor system, written through its batch upsert API with the credentials and
+    /// limits of `connector` (which must have an `api:` section). Fields are written back
+    /// through that connector's mapping for the entity, reversed: each canonical field
+    /// mapped from a plain path goes to that path. Its own reads of these writes are
+    /// recognised as echoes.
+    Vendor {
+        connector: String,
+        /// The vendor object to upsert into (`contacts`, `Contact`); default: the
+        /// connector's first mapping of the routed entity.
+        #[serde(default)]
+        object: Option<String>,
+        /// The unique property (HubSpot) or external-id field (Salesforce) to upsert by.
+        id_property: String,
+        /// The canonical field whose value goes into `id_property` (e.g. `email`).
+        id_field: String,
+        #[serde(default = "default_batch")]
+        batch_size: usize,
     },
 }
 

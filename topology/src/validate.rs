@@ -7,7 +7,7 @@ use apache_avro::Schema;
 
 use hub_schemas::Entity;
 
-use crate::model::{FormatCurrencyArgs, TargetKind, Topology, Transform};
+use crate::model::{FormatCurrencyArgs, TargetKind, Topology, Transform, Vendor};
 
 /// One problem in a topology file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -478,6 +478,43 @@ fn check(topo: &Topology, text: &str) -> Vec<TopologyError> {
                     format!("{gpath}.id"),
                     format!("target id '{}' is used twice in tenant '{}'", g.id, t.id),
                 );
+            }
+            if let TargetKind::Vendor {
+                connector,
+                batch_size,
+                ..
+            } = &g.kind
+            {
+                match t.connector(connector) {
+                    None => err(
+                        line_of(text, &["connector:", connector]),
+                        format!("{gpath}.connector"),
+                        format!("tenant '{}' has no connector '{connector}'", t.id),
+                    ),
+                    Some(c) if c.api.is_none() => err(
+                        line_of(text, &["connector:", connector]),
+                        format!("{gpath}.connector"),
+                        format!(
+                            "connector '{connector}' has no api: section, so the hub cannot write to it"
+                        ),
+                    ),
+                    Some(c) if !matches!(c.vendor, Vendor::Salesforce | Vendor::Hubspot) => err(
+                        line_of(text, &["connector:", connector]),
+                        format!("{gpath}.connector"),
+                        format!(
+                            "the hub writes to salesforce and hubspot connectors, not '{}'",
+                            c.vendor.name()
+                        ),
+                    ),
+                    Some(_) => {}
+                }
+                if *batch_size == 0 {
+                    err(
+                        line_of(text, &["batch_size:"]),
+                        format!("{gpath}.batch_size"),
+                        "must be at least 1".into(),
+                    );
+                }
             }
             if let TargetKind::Webhook {
                 url,

@@ -242,6 +242,7 @@ fn check_mappings(file: &MappingFile, text: &str) -> Vec<FileError> {
                 vendor: file.vendor.unwrap_or(Vendor::Generic),
                 webhook_secret: "checked-offline-only".into(),
                 entities: file.entities.clone(),
+                api: None,
             }],
             targets: Vec::new(),
             routes: Vec::new(),

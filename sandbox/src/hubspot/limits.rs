@@ -50,6 +50,9 @@ pub struct Limiter {
     /// (UTC day number, count): §3.7 resets at midnight in the account's time zone; the
     /// sandbox's account is on UTC.
     private_daily: (i64, u32),
+    /// Requests let through and refused with a 429, since start (for benchmarks' reports).
+    pub admitted: u64,
+    pub refused: u64,
 }
 
 fn trim(w: &mut VecDeque<i64>, now: i64, span: i64) {
@@ -62,6 +65,21 @@ impl Limiter {
     /// Counts one request, or refuses it with the 429 of the policy it exceeds. The headers
     /// to put on the response come back either way (none for search, §3.4).
     pub fn admit(
+        &mut self,
+        limits: &RateLimits,
+        kind: AppKind,
+        is_search: bool,
+        now: i64,
+    ) -> (HeaderMap, Result<(), ApiError>) {
+        let out = self.decide(limits, kind, is_search, now);
+        match out.1 {
+            Ok(()) => self.admitted += 1,
+            Err(_) => self.refused += 1,
+        }
+        out
+    }
+
+    fn decide(
         &mut self,
         limits: &RateLimits,
         kind: AppKind,

@@ -254,6 +254,22 @@ impl HubSpotSandbox {
         lock(&self.shared.webhook_log).clone()
     }
 
+    /// Requests the rate limiter let through and refused with 429, since start.
+    pub fn rate_limit_counts(&self) -> (u64, u64) {
+        let st = lock(&self.shared.state);
+        (st.limiter.admitted, st.limiter.refused)
+    }
+
+    /// Every live record of type `t` (for reconciling a sync against the portal).
+    pub fn objects(&self, t: ObjectType) -> Vec<store::CrmObject> {
+        lock(&self.shared.state)
+            .store
+            .objects
+            .get(&t)
+            .map(|m| m.values().filter(|o| !o.archived).cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub fn count(&self, t: ObjectType) -> usize {
         lock(&self.shared.state).store.count(t)
     }

@@ -223,7 +223,7 @@ pub struct InputError {
 
 #[derive(Debug, Default)]
 pub struct Store {
-    objects: BTreeMap<ObjectType, BTreeMap<u64, CrmObject>>,
+    pub(crate) objects: BTreeMap<ObjectType, BTreeMap<u64, CrmObject>>,
     /// (type, unique property, lower-cased value) → id.
     unique: HashMap<(ObjectType, String, String), u64>,
     next_id: u64,

@@ -264,6 +264,16 @@ impl SalesforceSandbox {
         lock(&self.shared.state).store.count(object)
     }
 
+    /// Every live record of `object` (for reconciling a sync against the org).
+    pub fn records(&self, object: &str) -> Vec<Record> {
+        lock(&self.shared.state)
+            .store
+            .records
+            .get(object)
+            .map(|rs| rs.iter().filter(|r| !r.deleted).cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub fn record(&self, id: &str) -> Option<Record> {
         lock(&self.shared.state)
             .store

@@ -5,6 +5,7 @@
 //! A sink classifies its target's answers once — ok, transient, permanent — so the decision
 //! to retry or dead-letter is made here and nowhere else.
 
+pub mod vendor;
 pub mod webhook;
 
 use std::future::Future;

@@ -17,6 +17,7 @@ use super::{
     Consumed, DeadLetterOut, OutcomeCounts, RunnerOptions, SinkConsumer, batch_backoff, collect,
     commit, dead_letter, pause, record_latency,
 };
+use crate::api::vendor::VendorSink;
 use crate::api::{DeliveryOutcome, Sink, WebhookSink, deliver};
 use crate::error::{Result, SinkError};
 use crate::offsets::positions_after;
@@ -149,6 +150,56 @@ impl ApiSinkRunner<WebhookSink> {
                 )
             })
             .collect()
+    }
+}
+
+/// The runner of a vendor target (HubSpot, Salesforce) for one entity.
+pub type VendorSinkRunner = ApiSinkRunner<VendorSink>;
+
+impl ApiSinkRunner<VendorSink> {
+    /// One runner per (tenant, vendor target, entity routed to it), in group
+    /// `<ns>-sink-vendor-<tenant>-<target>-<entity>`. Each records its writes on the ledger
+    /// for its connector, whose poller reads them back as echoes.
+    pub fn all(
+        bootstrap: &str,
+        codec: Arc<Codec>,
+        topology: Arc<Topology>,
+        store: SqlStore,
+    ) -> Result<Vec<Self>> {
+        let names = topology.topic_names();
+        let mut out = Vec::new();
+        for tenant in &topology.tenants {
+            for target in &tenant.targets {
+                let hub_topology::TargetKind::Vendor { connector, .. } = &target.kind else {
+                    continue;
+                };
+                for entity in Entity::ALL {
+                    if !tenant.targets_for(entity).iter().any(|t| t.id == target.id) {
+                        continue;
+                    }
+                    let sink = VendorSink::for_target(tenant, &target.id, entity)?;
+                    let group = names.group(&format!(
+                        "sink-vendor-{}-{}-{}",
+                        tenant.id,
+                        target.id,
+                        entity.name()
+                    ));
+                    let mut runner = Self::with_sink(
+                        bootstrap.to_string(),
+                        codec.clone(),
+                        store.clone(),
+                        &tenant.id,
+                        vec![entity],
+                        sink,
+                        group,
+                    )
+                    .in_namespace(names.clone());
+                    runner.echo = EchoLedger::for_connector(&topology, &tenant.id, connector);
+                    out.push(runner);
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -28,7 +28,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::util::Timeout;
 use tokio::sync::watch;
 
-pub use api::{ApiSinkRunner, WebhookSinkRunner};
+pub use api::{ApiSinkRunner, VendorSinkRunner, WebhookSinkRunner};
 pub use sql::SqlSinkRunner;
 
 use crate::api::RetryPolicy;

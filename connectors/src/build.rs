@@ -1,0 +1,115 @@
+//! Clients from plain settings: what a topology's `api:` section says, without this crate
+//! knowing the topology. Ingest's pollers and the vendor sinks build their clients here, so
+//! both sides of one connection share the vendor's limits the same way.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{ErrorClass, VendorError};
+use crate::http::{MetricsMeter, RetryPolicy, Secret};
+use crate::hubspot::auth::HubSpotAuth;
+use crate::hubspot::client::{HubSpotClient, HubSpotClientConfig};
+use crate::salesforce::auth::{JwtBearer, SalesforceAuth, Session, UnverifiedSandboxSigner};
+use crate::salesforce::client::{SalesforceClient, SalesforceClientConfig};
+
+/// One connection's API settings.
+#[derive(Debug, Clone, Default)]
+pub struct ApiSettings {
+    /// The connector's id: the `connector` label of the API-call metrics.
+    pub connector_id: String,
+    pub base_url: String,
+    /// A bearer token (HubSpot private app; Salesforce session, `base_url` the instance).
+    pub token: Option<String>,
+    /// Salesforce JWT bearer flow: (consumer key, username).
+    pub jwt: Option<(String, String)>,
+    /// HubSpot: requests per rolling 10 s of the account's tier.
+    pub requests_per_10s: Option<u32>,
+    /// The share of the vendor's limits the hub may use (default 0.9: the rest is left to
+    /// the dealer's other tools).
+    pub headroom: Option<f64>,
+}
+
+fn config_error(message: String) -> VendorError {
+    VendorError {
+        vendor: "hub",
+        status: 0,
+        code: "CONFIGURATION".into(),
+        message,
+        class: ErrorClass::Permanent,
+    }
+}
+
+/// A HubSpot client on a private-app token, limited to the account's tier.
+pub fn hubspot(s: &ApiSettings) -> Result<HubSpotClient, VendorError> {
+    let mut config = HubSpotClientConfig {
+        base_url: s.base_url.trim_end_matches('/').to_string(),
+        ..Default::default()
+    };
+    if let Some(n) = s.requests_per_10s {
+        config.requests_per_10s = n;
+    }
+    if let Some(h) = s.headroom {
+        config.headroom = h;
+    }
+    config.validate().map_err(config_error)?;
+    let token = s
+        .token
+        .clone()
+        .ok_or_else(|| config_error("a HubSpot connector's api needs a token".into()))?;
+    let http = config.http(
+        &s.connector_id,
+        config.limiter(),
+        Arc::new(MetricsMeter),
+        RetryPolicy::default(),
+    )?;
+    Ok(HubSpotClient::new(
+        &config,
+        http,
+        HubSpotAuth::private_app(token),
+    ))
+}
+
+/// A Salesforce client: on a session token (`base_url` the instance URL), or on the JWT
+/// bearer flow (`base_url` the login URL).
+///
+/// The JWT flow signs with [`UnverifiedSandboxSigner`] until the RS256 signer lands: it is
+/// accepted by the sandbox only, and a real org answers `invalid_grant`.
+pub fn salesforce(s: &ApiSettings) -> Result<SalesforceClient, VendorError> {
+    let base = s.base_url.trim_end_matches('/').to_string();
+    let config = SalesforceClientConfig {
+        login_url: base.clone(),
+        ..Default::default()
+    };
+    config.validate().map_err(config_error)?;
+    let http = config.http(
+        &s.connector_id,
+        config.limiter(),
+        Arc::new(MetricsMeter),
+        RetryPolicy::default(),
+    )?;
+    let auth = match (&s.token, &s.jwt) {
+        (Some(token), _) => SalesforceAuth::Static(Session {
+            access_token: Secret::new(token.clone()),
+            instance_url: base,
+            refresh_token: None,
+            issued_at_ms: None,
+        }),
+        (None, Some((consumer_key, username))) => SalesforceAuth::jwt(
+            JwtBearer {
+                login_url: base,
+                consumer_key: consumer_key.clone(),
+                username: username.clone(),
+                audience: "https://login.salesforce.com".into(),
+                assertion_lifetime: Duration::from_secs(180),
+                signer: Arc::new(UnverifiedSandboxSigner),
+            },
+            http.clone(),
+        ),
+        (None, None) => {
+            return Err(config_error(
+                "a Salesforce connector's api needs a token or jwt settings".into(),
+            ));
+        }
+    };
+    Ok(SalesforceClient::new(&config, http, auth))
+}

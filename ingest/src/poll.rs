@@ -1,0 +1,319 @@
+//! Pollers: the hub pulls changes from a vendor's API, for connectors with an `api:` section
+//! and `poll_ms > 0`, and publishes them exactly as the webhook edge does
+//! ([`crate::http::publish_records`]): the vendor's record, as the API returned it, in a
+//! `RawChange` envelope on `<ns>.raw.<vendor>`.
+//!
+//! - **Salesforce:** SOQL through the REST `query` resource, `WHERE SystemModstamp >= cursor
+//!   ORDER BY SystemModstamp, Id`, following `nextRecordsUrl` (vendor-apis.md §2.4), with
+//!   `queryAll` so soft deletions come through (`IsDeleted`).
+//! - **HubSpot:** the CRM search API filtered and sorted on `hs_lastmodifieddate`, read in
+//!   time windows narrowed below the 10,000-results cap, up to a horizon a few seconds before
+//!   now because search is eventually consistent (§3.4).
+//!
+//! The cursor advances only after the broker acknowledged a page, so a crash re-reads at
+//! most a page (the resolve stage treats a system repeating itself as no change). Cursors
+//! are kept in memory: a restarted node reads each object again from the beginning, which
+//! is an initial sync's cost in API calls (persisting them is on the connector issue).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hub_connectors::build::{self, ApiSettings};
+use hub_connectors::hubspot::client::HubSpotClient;
+use hub_connectors::hubspot::read::Window;
+use hub_connectors::salesforce::client::SalesforceClient;
+use hub_connectors::salesforce::read::Cursor;
+use hub_topology::{Connector, EntityMapping, Tenant, Vendor};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::body::{self, IncomingRecord, MediaType};
+use crate::error::IngestError;
+use crate::http::publish_records;
+use crate::state::IngestState;
+
+/// How far behind now the HubSpot poller reads: search shows a change after a short delay.
+const HUBSPOT_HORIZON_MS: i64 = 2_000;
+/// The longest search window asked for at once: everything up to the horizon, narrowed by
+/// the client while it holds more than search can page through (10,000).
+const HUBSPOT_MAX_WINDOW_MS: i64 = i64::MAX / 4;
+
+/// One poll loop: one vendor object of one connector of one tenant.
+struct Poll {
+    tenant: Tenant,
+    connector: Connector,
+    mapping: EntityMapping,
+    client: Client,
+    every: Duration,
+}
+
+enum Client {
+    Salesforce(SalesforceClient, Option<Cursor>),
+    HubSpot(HubSpotClient, Window),
+}
+
+/// Starts a poll loop per polled object of every connector with an `api:` section and
+/// `poll_ms > 0`; they stop when `shutdown` turns true. A connector whose client cannot be
+/// built is logged and skipped.
+pub fn spawn_pollers(
+    state: Arc<IngestState>,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut out = Vec::new();
+    for tenant in &state.topology.tenants {
+        for connector in &tenant.connectors {
+            let Some(api) = &connector.api else { continue };
+            if api.poll_ms == 0 {
+                continue;
+            }
+            let settings = ApiSettings {
+                connector_id: connector.id.clone(),
+                base_url: api.base_url.clone(),
+                token: api.token.clone(),
+                jwt: api
+                    .jwt
+                    .as_ref()
+                    .map(|j| (j.consumer_key.clone(), j.username.clone())),
+                requests_per_10s: api.requests_per_10s,
+                headroom: api.headroom,
+            };
+            for object in api.polled(connector) {
+                let Some(mapping) = connector.mapping(object) else {
+                    warn!(connector = %connector.id, object, "polled object has no mapping; skipped");
+                    continue;
+                };
+                let client = match connector.vendor {
+                    Vendor::Salesforce => {
+                        build::salesforce(&settings).map(|c| Client::Salesforce(c, None))
+                    }
+                    Vendor::Hubspot => build::hubspot(&settings).map(|c| {
+                        Client::HubSpot(
+                            c,
+                            Window {
+                                start_ms: 0,
+                                end_ms: 0,
+                            },
+                        )
+                    }),
+                    other => {
+                        warn!(connector = %connector.id, vendor = other.name(), "the hub cannot poll this vendor yet");
+                        continue;
+                    }
+                };
+                let client = match client {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!(connector = %connector.id, error = %e, "poller not started");
+                        continue;
+                    }
+                };
+                let poll = Poll {
+                    tenant: tenant.clone(),
+                    connector: connector.clone(),
+                    mapping: mapping.clone(),
+                    client,
+                    every: Duration::from_millis(api.poll_ms),
+                };
+                out.push(tokio::spawn(poll.run(state.clone(), shutdown.clone())));
+            }
+        }
+    }
+    out
+}
+
+impl Poll {
+    async fn run(mut self, state: Arc<IngestState>, mut shutdown: watch::Receiver<bool>) {
+        info!(tenant = %self.tenant.id, connector = %self.connector.id, object = %self.mapping.vendor_entity, "poller started");
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            match self.once(&state).await {
+                Ok(n) if n > 0 => {
+                    metrics::counter!("hub_poll_records_total", "connector" => self.connector.id.clone())
+                        .increment(n as u64);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    metrics::counter!("hub_poll_errors_total", "connector" => self.connector.id.clone())
+                        .increment(1);
+                    warn!(connector = %self.connector.id, object = %self.mapping.vendor_entity, error = %e, "poll failed; trying again next round");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.every) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// One round: everything changed since the cursor, published page by page.
+    async fn once(&mut self, state: &IngestState) -> Result<usize, String> {
+        let mut published = 0;
+        match &mut self.client {
+            Client::Salesforce(client, cursor) => {
+                let fields = selected_fields(&self.mapping);
+                let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+                let mut q = client
+                    .incremental(&self.mapping.vendor_entity, &fields, cursor.clone(), true)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                while let Some(page) = q.next_page(client).await.map_err(|e| e.to_string())? {
+                    let docs: Vec<Value> = page.records.into_iter().map(Value::Object).collect();
+                    published += publish(state, &self.tenant, &self.connector, &self.mapping, docs)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if page.cursor.is_some() {
+                        *cursor = page.cursor;
+                    }
+                }
+            }
+            Client::HubSpot(client, window) => {
+                let properties = hubspot_properties(&self.mapping);
+                let properties: Vec<&str> = properties.iter().map(String::as_str).collect();
+                let horizon = hub_schemas::records::now_ms() - HUBSPOT_HORIZON_MS;
+                let mut reads = Vec::new();
+                client
+                    .read_range(
+                        &self.mapping.vendor_entity,
+                        &properties,
+                        window.end_ms,
+                        horizon,
+                        HUBSPOT_MAX_WINDOW_MS,
+                        |w| reads.push(w),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                for read in reads {
+                    let docs: Vec<Value> = read
+                        .records
+                        .iter()
+                        .map(|o| {
+                            json!({
+                                "id": o.id,
+                                "properties": o.properties,
+                                "createdAt": o.created_at,
+                                "updatedAt": o.updated_at,
+                                "archived": o.archived,
+                            })
+                        })
+                        .collect();
+                    published += publish(state, &self.tenant, &self.connector, &self.mapping, docs)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    *window = read.covered;
+                }
+            }
+        }
+        Ok(published)
+    }
+}
+
+async fn publish(
+    state: &IngestState,
+    tenant: &Tenant,
+    connector: &Connector,
+    mapping: &EntityMapping,
+    docs: Vec<Value>,
+) -> Result<usize, IngestError> {
+    if docs.is_empty() {
+        return Ok(0);
+    }
+    let texts: Vec<String> = docs.iter().map(Value::to_string).collect();
+    let records: Vec<IncomingRecord<'_>> = texts
+        .iter()
+        .zip(docs)
+        .map(|(t, d)| IncomingRecord {
+            text: Cow::Borrowed(t.as_str()),
+            doc: Some(d),
+        })
+        .collect();
+    let ids = body::ingest_ids(&tenant.id, &connector.id, None, records.len());
+    publish_records(
+        state,
+        tenant,
+        connector,
+        mapping,
+        MediaType::Json,
+        &records,
+        &ids,
+    )
+    .await?;
+    Ok(records.len())
+}
+
+/// The top-level fields a mapping reads (`/FirstName` → `FirstName`), for the SOQL select.
+fn selected_fields(mapping: &EntityMapping) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let pointers = mapping
+        .fields
+        .values()
+        .filter_map(|f| f.from.as_deref())
+        .chain(mapping.external_id.as_deref())
+        .chain(mapping.updated_at.as_deref())
+        .chain(mapping.deleted.as_deref());
+    for p in pointers {
+        if let Some(first) = p.trim_start_matches('/').split('/').next()
+            && !first.is_empty()
+            && !out.iter().any(|f| f == first)
+        {
+            out.push(first.to_string());
+        }
+    }
+    out
+}
+
+/// The HubSpot properties a mapping reads (`/properties/email` → `email`).
+fn hubspot_properties(mapping: &EntityMapping) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in mapping.fields.values().filter_map(|f| f.from.as_deref()) {
+        if let Some(name) = p.strip_prefix("/properties/")
+            && !name.contains('/')
+            && !out.iter().any(|f| f == name)
+        {
+            out.push(name.to_string());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(yaml: &str) -> EntityMapping {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn soql_selects_each_top_level_field_once() {
+        let m = mapping(
+            "vendor_entity: Contact\ncanonical: customer\nexternal_id: /Id\nupdated_at: /LastModifiedDate\ndeleted: /IsDeleted\nfields:\n  email: { from: /Email }\n  first_name: { from: /FirstName }\n  city: { from: /MailingAddress/city }\n  country: { from: /MailingAddress/country }\n",
+        );
+        let mut f = selected_fields(&m);
+        f.sort();
+        assert_eq!(
+            f,
+            [
+                "Email",
+                "FirstName",
+                "Id",
+                "IsDeleted",
+                "LastModifiedDate",
+                "MailingAddress"
+            ]
+        );
+    }
+
+    #[test]
+    fn hubspot_reads_the_mapped_properties() {
+        let m = mapping(
+            "vendor_entity: contacts\ncanonical: customer\nexternal_id: /id\nfields:\n  email: { from: /properties/email }\n  phone: { from: /properties/phone }\n  kind: { default: person }\n",
+        );
+        let mut p = hubspot_properties(&m);
+        p.sort();
+        assert_eq!(p, ["email", "phone"]);
+    }
+}

@@ -1,0 +1,364 @@
+//! Vendor targets: canonical records written into a CRM through its own batch upsert API —
+//! HubSpot's `batch/upsert` by a unique property (100 inputs per call, §3.5) and Salesforce's
+//! sObject Collections upsert by an external-id field (200 per call, `allOrNone=false`,
+//! §2.5) — with the connection's credentials and shared rate limiter
+//! (`hub_connectors::build`).
+//!
+//! What is written is the connector's own mapping of the entity, reversed: every canonical
+//! field mapped from a plain path (`/Email`, `/properties/email`) goes back to that path.
+//! Fields built by `concatenate`, `split`, `calculate`, `lookup_value` or an expression have
+//! no inverse and are not written. `null` is not written either (a missing value never
+//! clears the vendor's). A deletion is not propagated yet: it is acknowledged without a call
+//! (see the connector issue).
+//!
+//! Answers per record: written → ok; the vendor's error classes map one to one —
+//! transient, rate-limited and auth (after the client's own refresh) → transient with the
+//! vendor's `Retry-After`; permanent → dead letter with the vendor's code and message;
+//! unconfirmed (a multi-status that named neither result nor error) → transient, so the
+//! ledger-guarded retry writes it again.
+
+use std::collections::HashMap;
+
+use hub_connectors::build::{self, ApiSettings};
+use hub_connectors::error::{ErrorClass, VendorError};
+use hub_connectors::hubspot::client::HubSpotClient;
+use hub_connectors::hubspot::write::{UpsertInput, UpsertOutcome};
+use hub_connectors::salesforce::client::SalesforceClient;
+use hub_connectors::salesforce::write::Outcome as SfOutcome;
+use hub_schemas::Entity;
+use hub_topology::{Connector, FieldMapping, TargetKind, Tenant, Transform, Vendor};
+use serde_json::{Map, Value as Json};
+
+use super::{Sink, WriteResult};
+use crate::error::SinkError;
+use crate::record::CanonicalRecord;
+
+/// The client of the vendor a target writes into.
+#[derive(Clone)]
+enum Client {
+    HubSpot(HubSpotClient),
+    Salesforce(SalesforceClient),
+}
+
+/// Writes canonical records into one vendor object.
+#[derive(Clone)]
+pub struct VendorSink {
+    target_id: String,
+    client: Client,
+    object: String,
+    id_property: String,
+    id_field: String,
+    /// (canonical field, dotted; vendor property or field name).
+    fields: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for VendorSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Credentials live in the client and stay out of logs.
+        f.debug_struct("VendorSink")
+            .field("target_id", &self.target_id)
+            .field("object", &self.object)
+            .field("id_property", &self.id_property)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The client settings of a connector's `api:` section.
+pub fn api_settings(connector: &Connector) -> Option<ApiSettings> {
+    let api = connector.api.as_ref()?;
+    Some(ApiSettings {
+        connector_id: connector.id.clone(),
+        base_url: api.base_url.clone(),
+        token: api.token.clone(),
+        jwt: api
+            .jwt
+            .as_ref()
+            .map(|j| (j.consumer_key.clone(), j.username.clone())),
+        requests_per_10s: api.requests_per_10s,
+        headroom: api.headroom,
+    })
+}
+
+/// The vendor path a canonical field goes back to, if the mapping can be reversed.
+fn reverse_path(vendor: Vendor, field: &FieldMapping) -> Option<String> {
+    let from = field.from.as_deref()?;
+    let invertible = field.transform.iter().all(|t| {
+        !matches!(
+            t,
+            Transform::Concatenate(_)
+                | Transform::Split(_)
+                | Transform::Calculate(_)
+                | Transform::LookupValue(_)
+                | Transform::CustomFunction(_)
+        )
+    });
+    if !invertible {
+        return None;
+    }
+    let path = match vendor {
+        Vendor::Hubspot => from.strip_prefix("/properties/")?,
+        _ => from.strip_prefix('/')?,
+    };
+    (!path.is_empty() && !path.contains('/')).then(|| path.to_string())
+}
+
+impl VendorSink {
+    /// The sink of a `kind: vendor` target of `tenant` for `entity`.
+    pub fn for_target(tenant: &Tenant, target_id: &str, entity: Entity) -> Result<Self, SinkError> {
+        let target = tenant
+            .targets
+            .iter()
+            .find(|t| t.id == target_id)
+            .ok_or_else(|| SinkError::Config(format!("no target '{target_id}'")))?;
+        let TargetKind::Vendor {
+            connector,
+            object,
+            id_property,
+            id_field,
+            ..
+        } = &target.kind
+        else {
+            return Err(SinkError::Config(format!(
+                "target '{target_id}' is not a vendor target"
+            )));
+        };
+        let c = tenant
+            .connector(connector)
+            .ok_or_else(|| SinkError::Config(format!("no connector '{connector}'")))?;
+        let settings = api_settings(c).ok_or_else(|| {
+            SinkError::Config(format!("connector '{connector}' has no api: section"))
+        })?;
+        let mapping = c
+            .entities
+            .iter()
+            .find(|m| m.canonical == entity && object.as_ref().is_none_or(|o| *o == m.vendor_entity))
+            .ok_or_else(|| {
+                SinkError::Config(format!(
+                    "connector '{connector}' maps no vendor entity to {}",
+                    entity.name()
+                ))
+            })?;
+        let fields = mapping
+            .fields
+            .iter()
+            .filter_map(|(name, f)| Some((name.clone(), reverse_path(c.vendor, f)?)))
+            .filter(|(_, path)| *path != *id_property)
+            .collect();
+        let client = match c.vendor {
+            Vendor::Hubspot => Client::HubSpot(build::hubspot(&settings).map_err(config)?),
+            Vendor::Salesforce => {
+                Client::Salesforce(build::salesforce(&settings).map_err(config)?)
+            }
+            other => {
+                return Err(SinkError::Config(format!(
+                    "the hub cannot write to {} yet",
+                    other.name()
+                )));
+            }
+        };
+        Ok(VendorSink {
+            target_id: target_id.to_string(),
+            client,
+            object: mapping.vendor_entity.clone(),
+            id_property: id_property.clone(),
+            id_field: id_field.clone(),
+            fields,
+        })
+    }
+
+    /// The vendor fields written for `record`, as strings (HubSpot takes strings; Salesforce
+    /// converts them by field type).
+    fn properties(&self, record: &CanonicalRecord) -> Vec<(String, String)> {
+        self.fields
+            .iter()
+            .filter_map(|(canonical, path)| Some((path.clone(), text(field(&record.doc, canonical)?)?)))
+            .collect()
+    }
+}
+
+fn config(e: VendorError) -> SinkError {
+    SinkError::Config(e.to_string())
+}
+
+/// A dotted canonical field of a document (`address.city`).
+fn field<'a>(doc: &'a Json, dotted: &str) -> Option<&'a Json> {
+    dotted.split('.').try_fold(doc, |v, part| v.get(part))
+}
+
+fn text(v: &Json) -> Option<String> {
+    match v {
+        Json::Null => None,
+        Json::String(s) => Some(s.clone()),
+        Json::Bool(b) => Some(b.to_string()),
+        Json::Number(n) => Some(n.to_string()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn from_vendor(e: &VendorError) -> WriteResult {
+    match e.class {
+        ErrorClass::Permanent => WriteResult::Permanent {
+            reason: format!("{} {}: {}", e.vendor, e.code, e.message),
+        },
+        ErrorClass::Transient { retry_after } | ErrorClass::RateLimited { retry_after } => {
+            WriteResult::Transient {
+                retry_after,
+                reason: format!("{} {}", e.vendor, e.code),
+            }
+        }
+        ErrorClass::Auth => WriteResult::Transient {
+            retry_after: None,
+            reason: format!("{} {}: credentials refused", e.vendor, e.code),
+        },
+    }
+}
+
+impl Sink for VendorSink {
+    fn target_id(&self) -> &str {
+        &self.target_id
+    }
+
+    async fn write(&self, batch: &[CanonicalRecord]) -> Vec<WriteResult> {
+        let mut results: Vec<Option<WriteResult>> = vec![None; batch.len()];
+        // One input per id: a vendor refuses a batch naming the same record twice, and the
+        // latest version in the batch is the one that counts.
+        let mut input_of_id: HashMap<String, usize> = HashMap::new();
+        let mut inputs: Vec<(String, Vec<(String, String)>)> = Vec::new();
+        let mut input_of_record: Vec<Option<usize>> = vec![None; batch.len()];
+        for (i, r) in batch.iter().enumerate() {
+            if r.deleted {
+                results[i] = Some(WriteResult::Ok);
+                continue;
+            }
+            let Some(id) = field(&r.doc, &self.id_field).and_then(text) else {
+                results[i] = Some(WriteResult::Permanent {
+                    reason: format!("the record has no {} to upsert by", self.id_field),
+                });
+                continue;
+            };
+            let props = self.properties(r);
+            let n = *input_of_id.entry(id.clone()).or_insert_with(|| {
+                inputs.push((id.clone(), Vec::new()));
+                inputs.len() - 1
+            });
+            inputs[n].1 = props;
+            input_of_record[i] = Some(n);
+        }
+        let per_input: Vec<WriteResult> = if inputs.is_empty() {
+            Vec::new()
+        } else {
+            match &self.client {
+                Client::HubSpot(c) => self.write_hubspot(c, &inputs).await,
+                Client::Salesforce(c) => self.write_salesforce(c, &inputs).await,
+            }
+        };
+        results
+            .into_iter()
+            .zip(input_of_record)
+            .map(|(r, n)| match (r, n) {
+                (Some(r), _) => r,
+                (None, Some(n)) => per_input.get(n).cloned().unwrap_or(WriteResult::Transient {
+                    retry_after: None,
+                    reason: "no result".into(),
+                }),
+                (None, None) => WriteResult::Ok,
+            })
+            .collect()
+    }
+}
+
+impl VendorSink {
+    async fn write_hubspot(
+        &self,
+        client: &HubSpotClient,
+        inputs: &[(String, Vec<(String, String)>)],
+    ) -> Vec<WriteResult> {
+        let upserts: Vec<UpsertInput> = inputs
+            .iter()
+            .map(|(id, props)| UpsertInput {
+                id: id.clone(),
+                properties: props.iter().cloned().collect(),
+            })
+            .collect();
+        match client
+            .batch_upsert(&self.object, &self.id_property, &upserts)
+            .await
+        {
+            Ok(outcomes) => outcomes
+                .iter()
+                .map(|o| match o {
+                    UpsertOutcome::Written { .. } => WriteResult::Ok,
+                    UpsertOutcome::Failed(e) => from_vendor(e),
+                    UpsertOutcome::Unconfirmed => WriteResult::Transient {
+                        retry_after: None,
+                        reason: "hubspot named neither a result nor an error".into(),
+                    },
+                })
+                .collect(),
+            Err(e) => vec![
+                WriteResult::Permanent {
+                    reason: e.to_string()
+                };
+                inputs.len()
+            ],
+        }
+    }
+
+    async fn write_salesforce(
+        &self,
+        client: &SalesforceClient,
+        inputs: &[(String, Vec<(String, String)>)],
+    ) -> Vec<WriteResult> {
+        let records: Vec<Map<String, Json>> = inputs
+            .iter()
+            .map(|(id, props)| {
+                let mut m: Map<String, Json> = props
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Json::String(v.clone())))
+                    .collect();
+                m.insert(self.id_property.clone(), Json::String(id.clone()));
+                m
+            })
+            .collect();
+        match client
+            .upsert(&self.object, &self.id_property, &records)
+            .await
+        {
+            Ok(results) => {
+                let mut out = vec![
+                    WriteResult::Transient {
+                        retry_after: None,
+                        reason: "salesforce returned no result".into(),
+                    };
+                    inputs.len()
+                ];
+                for r in results {
+                    if let Some(slot) = out.get_mut(r.index) {
+                        *slot = match &r.outcome {
+                            SfOutcome::Failed(e) => from_vendor(e),
+                            _ => WriteResult::Ok,
+                        };
+                    }
+                }
+                out
+            }
+            Err(e) => {
+                let class = e.class();
+                let reason = e.to_string();
+                let r = match class {
+                    ErrorClass::Permanent => WriteResult::Permanent { reason },
+                    ErrorClass::Transient { retry_after }
+                    | ErrorClass::RateLimited { retry_after } => WriteResult::Transient {
+                        retry_after,
+                        reason,
+                    },
+                    ErrorClass::Auth => WriteResult::Transient {
+                        retry_after: None,
+                        reason,
+                    },
+                };
+                vec![r; inputs.len()]
+            }
+        }
+    }
+}
