@@ -1,0 +1,192 @@
+//! Salesforce → HubSpot through the vendors' own APIs, against the sandboxes: the hub polls
+//! the Salesforce org (SOQL by `SystemModstamp`, paged), maps and resolves, and upserts into
+//! the HubSpot portal by email in batches, under HubSpot's rate limit. It also polls HubSpot
+//! (windowed search), so it reads its own writes back: each must be recognised as its echo —
+//! no new version, no second write, no loop.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hub_e2e::*;
+use hub_sandbox::hubspot::seed::SeedSize as HubSpotSeed;
+use hub_sandbox::hubspot::store::ObjectType;
+use hub_sandbox::salesforce::seed::SeedSize as SalesforceSeed;
+use hub_sandbox::{HubSpotConfig, HubSpotSandbox, SalesforceConfig, SalesforceSandbox};
+use hub_topology::{ConnectorApi, JwtBearerSettings, Route, Target, TargetKind};
+use serde_json::json;
+
+const CONTACTS: usize = 300;
+const EDITS: usize = 25;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salesforce_contacts_reach_hubspot_and_their_echoes_stop_there() -> anyhow::Result<()> {
+    let Some(services) = Services::from_env("vendor_sync") else {
+        return Ok(());
+    };
+    let sf = SalesforceSandbox::start(SalesforceConfig {
+        seed_size: SalesforceSeed {
+            accounts: 5,
+            contacts: CONTACTS,
+            leads: 0,
+            opportunities: 0,
+            vehicles: 0,
+        },
+        ..Default::default()
+    })
+    .await?;
+    let hs = HubSpotSandbox::start(HubSpotConfig {
+        seed_size: HubSpotSeed {
+            contacts: 0,
+            companies: 0,
+            deals: 0,
+        },
+        ..Default::default()
+    })
+    .await?;
+    let (sf_url, hs_url) = (sf.base_url().to_string(), hs.base_url().to_string());
+    let (key, user) = (
+        sf.config().consumer_key.clone(),
+        sf.config().username.clone(),
+    );
+    let token = hs.private_app_token().to_string();
+    let s = Scenario::with_topology("vendorsync", services, move |t, tenant| {
+        let t = t.tenants.iter_mut().find(|x| x.id == tenant).unwrap();
+        for c in &mut t.connectors {
+            c.api = match c.id.as_str() {
+                "sf-main" => Some(ConnectorApi {
+                    base_url: sf_url.clone(),
+                    token: None,
+                    jwt: Some(JwtBearerSettings {
+                        consumer_key: key.clone(),
+                        username: user.clone(),
+                    }),
+                    poll_ms: 200,
+                    poll: vec!["Contact".into()],
+                    requests_per_10s: None,
+                    headroom: None,
+                }),
+                "hs-marketing" => Some(ConnectorApi {
+                    base_url: hs_url.clone(),
+                    token: Some(token.clone()),
+                    jwt: None,
+                    poll_ms: 300,
+                    poll: vec!["contacts".into()],
+                    requests_per_10s: None,
+                    headroom: None,
+                }),
+                _ => None,
+            };
+        }
+        t.targets = vec![Target {
+            id: "hubspot".into(),
+            kind: TargetKind::Vendor {
+                connector: "hs-marketing".into(),
+                object: None,
+                id_property: "email".into(),
+                id_field: "email".into(),
+                batch_size: 100,
+            },
+        }];
+        t.routes = vec![Route {
+            entities: vec![hub_schemas::Entity::Customer],
+            targets: vec!["hubspot".into()],
+        }];
+    })?;
+    let hub = s.spawn("all", "n1")?;
+
+    // Every Salesforce contact, by its lower-cased email, with its names.
+    let expected = |sf: &SalesforceSandbox| -> BTreeMap<String, (String, String)> {
+        sf.records("Contact")
+            .iter()
+            .filter_map(|r| {
+                let text = |f: &str| r.get(f).as_str().map(|s| s.trim().to_string());
+                Some((
+                    text("Email")?.to_lowercase(),
+                    (text("FirstName").unwrap_or_default(), text("LastName")?),
+                ))
+            })
+            .collect()
+    };
+    let matches = |hs: &HubSpotSandbox, want: &BTreeMap<String, (String, String)>| {
+        let have = hs.objects(ObjectType::Contacts);
+        have.len() == want.len()
+            && have.iter().all(|o| {
+                let p = |k: &str| o.properties.get(k).cloned().unwrap_or_default();
+                want.get(&p("email"))
+                    .is_some_and(|(first, last)| p("firstname") == *first && p("lastname") == *last)
+            })
+    };
+    let want = expected(&sf);
+    assert_eq!(want.len(), CONTACTS, "the seed gives every contact an email");
+    eventually(
+        Duration::from_secs(120),
+        "every Salesforce contact in HubSpot, once, with its names",
+        || async { Ok(matches(&hs, &want).then_some(())) },
+    )
+    .await?;
+
+    // Changes made in Salesforce afterwards follow.
+    let ids: Vec<String> = sf
+        .records("Contact")
+        .iter()
+        .take(EDITS)
+        .map(|r| r.id.clone())
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        let fields = json!({ "FirstName": format!("Edited{i}") });
+        sf.update(id, fields.as_object().unwrap().clone())
+            .map_err(anyhow::Error::msg)?;
+    }
+    let want = expected(&sf);
+    eventually(
+        Duration::from_secs(60),
+        "the edits in HubSpot",
+        || async { Ok(matches(&hs, &want).then_some(())) },
+    )
+    .await?;
+
+    // HubSpot's poller reads every write back: each is the hub's own echo.
+    let decided = |outcome: &'static str| {
+        let control = hub.control.clone();
+        let tenant = s.tenant.clone();
+        async move {
+            counter(
+                &control,
+                hub_topology::metrics::TRANSFORM_DECISIONS_TOTAL,
+                &[("tenant", tenant.as_str()), ("outcome", outcome)],
+            )
+            .await
+        }
+    };
+    let versions = (CONTACTS + EDITS) as f64;
+    let echoed = eventually(
+        Duration::from_secs(60),
+        "every write read back from HubSpot and recognised as an echo",
+        || async { Ok((decided("echo").await? >= versions).then_some(())) },
+    )
+    .await;
+    if echoed.is_err() {
+        for outcome in ["applied", "echo", "skipped", "conflict"] {
+            eprintln!("decided {outcome}: {}", decided(outcome).await?);
+        }
+        let text = reqwest::get(format!("{}/metrics", hub.control)).await?.text().await?;
+        for l in text.lines().filter(|l| l.contains("poll") || l.contains("dlq") || l.contains("dead")) {
+            eprintln!("{l}");
+        }
+    }
+    echoed?;
+    assert_eq!(
+        decided("applied").await?,
+        versions,
+        "only Salesforce's changes made versions"
+    );
+    assert_eq!(decided("conflict").await?, 0.0);
+    assert_eq!(
+        hs.count(ObjectType::Contacts),
+        CONTACTS,
+        "no contact written twice"
+    );
+    let (_, refused) = hs.rate_limit_counts();
+    assert_eq!(refused, 0, "the hub stays under HubSpot's limit");
+    Ok(())
+}
