@@ -25,6 +25,7 @@
 pub mod auth;
 pub mod crypto;
 pub mod error;
+pub mod masking;
 pub mod observability;
 pub mod secret;
 pub mod store;
