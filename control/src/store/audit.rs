@@ -80,7 +80,8 @@ impl AuditRecord {
     /// The bytes the hash covers: a JSON array of seq, at_ms, actor, tenant, action, target,
     /// before, after, client_addr and prev_hash, in that order (`null` for an absent field).
     /// JSON gives every field an unambiguous boundary, and serde_json writes a given array
-    /// the same way every time.
+    /// the same way every time. To check an export elsewhere: compact JSON, non-ASCII not
+    /// escaped (Python: `json.dumps(fields, separators=(",", ":"), ensure_ascii=False)`).
     pub fn canonical(&self) -> Vec<u8> {
         serde_json::to_vec(&(
             self.seq,
