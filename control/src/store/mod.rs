@@ -9,12 +9,13 @@
 //!
 //! Every operation is a method here, grouped by subject: [`identity`] (tenants, users,
 //! memberships), [`sessions`] (sign-in, throttling, CSRF), [`api_tokens`], [`credentials`],
-//! [`audit`] (the hash-chained audit log).
+//! [`audit`] (the hash-chained audit log), [`jobs`] (sync jobs, schedules and leases).
 
 pub mod api_tokens;
 pub mod audit;
 pub mod credentials;
 pub mod identity;
+pub mod jobs;
 pub mod sessions;
 
 use std::borrow::Cow;
@@ -149,6 +150,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "audit log",
                 include_str!("../../migrations/sqlite/0002_audit_log.sql"),
             ),
+            (
+                3,
+                "sync jobs and schedules",
+                include_str!("../../migrations/sqlite/0003_sync_jobs.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -160,6 +166,11 @@ fn migrator(backend: Backend) -> Migrator {
                 2,
                 "audit log",
                 include_str!("../../migrations/postgres/0002_audit_log.sql"),
+            ),
+            (
+                3,
+                "sync jobs and schedules",
+                include_str!("../../migrations/postgres/0003_sync_jobs.sql"),
             ),
         ],
     };
