@@ -18,6 +18,11 @@ pub enum ControlError {
     InvalidCredentials,
     #[error("too many failed sign-ins from this address; try again in {retry_after_ms} ms")]
     Throttled { retry_after_ms: i64 },
+    /// A sync job this node tried to start, extend or finish is not (or no longer) its to run.
+    #[error(
+        "sync job {job} cannot be run by this node: it has finished or been cancelled, or another node holds its lease"
+    )]
+    JobUnavailable { job: String },
     #[error("configuration: {0}")]
     Config(String),
     /// Encryption or decryption failed: a wrong master key, or a row altered in the store.
@@ -45,6 +50,7 @@ impl ControlError {
             ControlError::Conflict { .. } => "conflict",
             ControlError::InvalidCredentials => "invalid_credentials",
             ControlError::Throttled { .. } => "throttled",
+            ControlError::JobUnavailable { .. } => "job_unavailable",
             ControlError::Config(_) => "config",
             ControlError::Crypto(_) => "crypto",
             ControlError::Database(_) | ControlError::Migrate(_) => "store",

@@ -5,6 +5,13 @@
 //! - [`store`]: the control-plane database (SQLite embedded, PostgreSQL shared), with its
 //!   migrations — tenants, users, memberships, platform admins, sessions, API tokens,
 //!   encrypted connector credentials, wrapped tenant data keys, sign-in attempts;
+//!   [`store::audit`], the append-only, hash-chained audit log (append, list, CSV/JSON export,
+//!   `verify_audit` naming every edited, deleted or truncated entry; `hub audit` in the
+//!   binary); [`store::jobs`], sync jobs and schedules (`claim_due` creates each scheduled
+//!   slot's job exactly once across nodes; start/heartbeat/finish under a lease that another
+//!   node takes over when it lapses; cancel; "sync now");
+//! - [`masking`]: masks personal data (e-mail addresses, phones, names, addresses, identity
+//!   and credit details) in JSON before it is kept where it should not be in clear;
 //! - [`auth`]: roles (`viewer` < `operator` < `admin` < `owner`), the [`auth::Caller`] and
 //!   its one access rule (another tenant's object is 404, too low a role is 403), argon2id
 //!   passwords, random bearer tokens kept only as SHA-256, the session cookie's attributes;
@@ -15,9 +22,10 @@
 //! Still to come from the control-plane issue (5): the REST API over this store (session
 //! cookies, CSRF header, bearer tokens, the endpoint × role authorization test), connector
 //! configuration CRUD and "test connection", OAuth2 authorization-code flows (state, PKCE),
-//! sync jobs and their lease-based scheduler, conflict and dead-letter APIs, the hash-chained
-//! audit log and `hub audit verify`, compliance report and exports, rate limits and vendor
-//! API budgets, the `/api/v1/ws/sync-monitor` WebSocket and analytics, the OpenAPI document.
+//! the scheduler loop that drives `claim_due`/`start_job` on each node and the audit entries
+//! the API's actions will append, conflict and dead-letter APIs, compliance report, rate
+//! limits and vendor API budgets, the `/api/v1/ws/sync-monitor` WebSocket and analytics, the
+//! OpenAPI document.
 //!
 //! Depends on: sqlx, argon2, aes-gcm, metrics-exporter-prometheus, axum. Must not know about:
 //! Kafka loops, vendors, mappings.
@@ -25,6 +33,7 @@
 pub mod auth;
 pub mod crypto;
 pub mod error;
+pub mod masking;
 pub mod observability;
 pub mod secret;
 pub mod store;

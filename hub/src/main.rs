@@ -2,9 +2,11 @@
 //!
 //! `hub run` runs a node with the roles asked for; `hub demo` starts everything on one
 //! machine on embedded defaults; `hub validate` checks a topology offline; `hub bench`
-//! measures the real pipeline; `hub mapping test` and `hub test` try mappings offline. Everything that takes a setting also reads it from `HUB_*`.
+//! measures the real pipeline; `hub mapping test` and `hub test` try mappings offline; `hub audit` verifies and exports the
+//! audit log. Everything that takes a setting also reads it from `HUB_*`.
 
 mod admin;
+mod audit_cmd;
 mod bench;
 mod bench_sync;
 mod demo;
@@ -62,6 +64,11 @@ enum Command {
     },
     /// Run the HubSpot and Salesforce simulators, seeded, on local ports.
     Sandbox(sandbox_cmd::SandboxArgs),
+    /// Verify or export the control plane's hash-chained audit log.
+    Audit {
+        #[command(subcommand)]
+        which: audit_cmd::AuditCommand,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum, Debug)]
@@ -203,6 +210,7 @@ fn main() -> ExitCode {
             Command::Demo(args) => demo::run(args).await,
             Command::Bench { which } => bench::run(which).await,
             Command::Sandbox(args) => sandbox_cmd::run(args).await,
+            Command::Audit { which } => audit_cmd::run(which).await,
             Command::Validate { .. } | Command::Mapping { .. } | Command::Test { .. } => {
                 unreachable!("handled above")
             }

@@ -8,11 +8,14 @@
 //! `migrations/postgres`, embedded in the binary and kept in step.
 //!
 //! Every operation is a method here, grouped by subject: [`identity`] (tenants, users,
-//! memberships), [`sessions`] (sign-in, throttling, CSRF), [`api_tokens`], [`credentials`].
+//! memberships), [`sessions`] (sign-in, throttling, CSRF), [`api_tokens`], [`credentials`],
+//! [`audit`] (the hash-chained audit log), [`jobs`] (sync jobs, schedules and leases).
 
 pub mod api_tokens;
+pub mod audit;
 pub mod credentials;
 pub mod identity;
+pub mod jobs;
 pub mod sessions;
 
 use std::borrow::Cow;
@@ -136,16 +139,40 @@ const MIGRATIONS_TABLE: &str = "_hub_control_migrations";
 
 fn migrator(backend: Backend) -> Migrator {
     let files: &[(i64, &str, &'static str)] = match backend {
-        Backend::Sqlite => &[(
-            1,
-            "access and credentials",
-            include_str!("../../migrations/sqlite/0001_access_and_credentials.sql"),
-        )],
-        Backend::Postgres => &[(
-            1,
-            "access and credentials",
-            include_str!("../../migrations/postgres/0001_access_and_credentials.sql"),
-        )],
+        Backend::Sqlite => &[
+            (
+                1,
+                "access and credentials",
+                include_str!("../../migrations/sqlite/0001_access_and_credentials.sql"),
+            ),
+            (
+                2,
+                "audit log",
+                include_str!("../../migrations/sqlite/0002_audit_log.sql"),
+            ),
+            (
+                3,
+                "sync jobs and schedules",
+                include_str!("../../migrations/sqlite/0003_sync_jobs.sql"),
+            ),
+        ],
+        Backend::Postgres => &[
+            (
+                1,
+                "access and credentials",
+                include_str!("../../migrations/postgres/0001_access_and_credentials.sql"),
+            ),
+            (
+                2,
+                "audit log",
+                include_str!("../../migrations/postgres/0002_audit_log.sql"),
+            ),
+            (
+                3,
+                "sync jobs and schedules",
+                include_str!("../../migrations/postgres/0003_sync_jobs.sql"),
+            ),
+        ],
     };
     let migrations = files
         .iter()
