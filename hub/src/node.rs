@@ -100,7 +100,10 @@ impl Node {
             ));
             let listener = bind(&rt.ingest_listen).await?;
             ingest_addr = Some(listener.local_addr()?);
-            tasks.extend(hub_ingest::spawn_pollers(state.clone(), shutdown_rx.clone()));
+            tasks.extend(hub_ingest::spawn_pollers(
+                state.clone(),
+                shutdown_rx.clone(),
+            ));
             tasks.push(serve(
                 listener,
                 hub_ingest::router(state),

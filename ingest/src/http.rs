@@ -27,11 +27,11 @@ use hub_topology::metrics::{
 };
 
 use crate::body::{self, IncomingRecord, MediaType, Origin};
-use hub_topology::{Connector, EntityMapping, Tenant};
 use crate::error::IngestError;
 use crate::idempotency::{IdempotencyCache, Lookup};
 use crate::publisher::OutboundRecord;
 use crate::state::IngestState;
+use hub_topology::{Connector, EntityMapping, Tenant};
 
 /// Request header naming a retry-safe request.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
@@ -221,7 +221,16 @@ async fn handle(
     seen.records = Some(records.len());
 
     let ingest_ids = body::ingest_ids(&tenant.id, &connector.id, idempotency_key, records.len());
-    publish_records(state, tenant, connector, mapping, media, &records, &ingest_ids).await?;
+    publish_records(
+        state,
+        tenant,
+        connector,
+        mapping,
+        media,
+        &records,
+        &ingest_ids,
+    )
+    .await?;
 
     if let Some((_, scope, request)) = replay_slot {
         state

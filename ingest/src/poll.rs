@@ -27,7 +27,7 @@ use hub_connectors::salesforce::read::Cursor;
 use hub_topology::{Connector, EntityMapping, Tenant, Vendor};
 use serde_json::{Value, json};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::body::{self, IncomingRecord, MediaType};
 use crate::error::IngestError;
@@ -132,12 +132,12 @@ impl Poll {
             }
             match self.once(&state).await {
                 Ok(n) if n > 0 => {
-                    metrics::counter!("hub_poll_records_total", "connector" => self.connector.id.clone())
+                    metrics::counter!(hub_topology::metrics::POLL_RECORDS_TOTAL, "connector" => self.connector.id.clone())
                         .increment(n as u64);
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    metrics::counter!("hub_poll_errors_total", "connector" => self.connector.id.clone())
+                    metrics::counter!(hub_topology::metrics::POLL_ERRORS_TOTAL, "connector" => self.connector.id.clone())
                         .increment(1);
                     warn!(connector = %self.connector.id, object = %self.mapping.vendor_entity, error = %e, "poll failed; trying again next round");
                 }
@@ -187,6 +187,13 @@ impl Poll {
                     .await
                     .map_err(|e| e.to_string())?;
                 for read in reads {
+                    debug!(
+                        connector = %self.connector.id,
+                        start_ms = read.covered.start_ms,
+                        end_ms = read.covered.end_ms,
+                        records = read.records.len(),
+                        "search window read"
+                    );
                     let docs: Vec<Value> = read
                         .records
                         .iter()

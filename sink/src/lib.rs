@@ -27,6 +27,7 @@ pub mod runner;
 pub mod shutdown;
 pub mod store;
 
+pub use api::vendor::VendorSink;
 pub use api::{
     Delivery, DeliveryOutcome, RetryPolicy, Sink, WebhookSink, WriteResult, deliver,
     write_with_retry,
@@ -35,7 +36,6 @@ pub use error::{RecordError, SinkError};
 pub use offsets::{Admission, OffsetCache, Position, already_applied};
 pub use record::CanonicalRecord;
 pub use routes::{ApiRoute, SqlRoutes, webhook_routes};
-pub use api::vendor::VendorSink;
 pub use runner::{
     ApiSinkRunner, RunnerOptions, SqlSinkRunner, VendorSinkRunner, WebhookSinkRunner,
 };

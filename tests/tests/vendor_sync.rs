@@ -117,7 +117,11 @@ async fn salesforce_contacts_reach_hubspot_and_their_echoes_stop_there() -> anyh
             })
     };
     let want = expected(&sf);
-    assert_eq!(want.len(), CONTACTS, "the seed gives every contact an email");
+    assert_eq!(
+        want.len(),
+        CONTACTS,
+        "the seed gives every contact an email"
+    );
     eventually(
         Duration::from_secs(120),
         "every Salesforce contact in HubSpot, once, with its names",
@@ -138,49 +142,68 @@ async fn salesforce_contacts_reach_hubspot_and_their_echoes_stop_there() -> anyh
             .map_err(anyhow::Error::msg)?;
     }
     let want = expected(&sf);
-    eventually(
-        Duration::from_secs(60),
-        "the edits in HubSpot",
-        || async { Ok(matches(&hs, &want).then_some(())) },
-    )
+    eventually(Duration::from_secs(60), "the edits in HubSpot", || async {
+        Ok(matches(&hs, &want).then_some(()))
+    })
     .await?;
 
-    // HubSpot's poller reads every write back: each is the hub's own echo.
-    let decided = |outcome: &'static str| {
+    // HubSpot's poller reads the hub's writes back. A poller sees each contact's latest
+    // state only (a create and its later edit may be read as one), so every contact comes
+    // back at least once, and each read must be recognised as the hub's own echo.
+    let metric = |name: &'static str, labels: Vec<(&'static str, String)>| {
         let control = hub.control.clone();
-        let tenant = s.tenant.clone();
         async move {
-            counter(
-                &control,
-                hub_topology::metrics::TRANSFORM_DECISIONS_TOTAL,
-                &[("tenant", tenant.as_str()), ("outcome", outcome)],
-            )
-            .await
+            let labels: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            counter(&control, name, &labels).await
         }
     };
-    let versions = (CONTACTS + EDITS) as f64;
+    let decided = |outcome: &'static str| {
+        metric(
+            hub_topology::metrics::TRANSFORM_DECISIONS_TOTAL,
+            vec![
+                ("tenant", s.tenant.clone()),
+                ("outcome", outcome.to_string()),
+            ],
+        )
+    };
+    let read_back = || {
+        metric(
+            hub_topology::metrics::POLL_RECORDS_TOTAL,
+            vec![("connector", "hs-marketing".to_string())],
+        )
+    };
     let echoed = eventually(
         Duration::from_secs(60),
-        "every write read back from HubSpot and recognised as an echo",
-        || async { Ok((decided("echo").await? >= versions).then_some(())) },
+        "every contact read back from HubSpot, each read an echo",
+        || async {
+            let (read, echo) = (read_back().await?, decided("echo").await?);
+            Ok((read >= CONTACTS as f64 && echo == read).then_some(()))
+        },
     )
     .await;
     if echoed.is_err() {
         for outcome in ["applied", "echo", "skipped", "conflict"] {
             eprintln!("decided {outcome}: {}", decided(outcome).await?);
         }
-        let text = reqwest::get(format!("{}/metrics", hub.control)).await?.text().await?;
-        for l in text.lines().filter(|l| l.contains("poll") || l.contains("dlq") || l.contains("dead")) {
-            eprintln!("{l}");
-        }
+        eprintln!("read back from HubSpot: {}", read_back().await?);
     }
     echoed?;
+    let versions = (CONTACTS + EDITS) as f64;
     assert_eq!(
         decided("applied").await?,
         versions,
         "only Salesforce's changes made versions"
     );
     assert_eq!(decided("conflict").await?, 0.0);
+    assert_eq!(
+        metric(
+            hub_topology::metrics::SINK_RECORDS_TOTAL,
+            vec![("target", "hubspot".into()), ("outcome", "written".into())],
+        )
+        .await?,
+        versions,
+        "one HubSpot write per version: the echoes were not written again"
+    );
     assert_eq!(
         hs.count(ObjectType::Contacts),
         CONTACTS,

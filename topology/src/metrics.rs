@@ -39,6 +39,11 @@ pub const CONFLICTS_TOTAL: &str = "hub_conflicts_total";
 /// given (a changed email): the first key is kept. Labels: tenant, entity. Appears with the
 /// first link.
 pub const IDENTITY_LINKS_TOTAL: &str = "hub_identity_links_total";
+/// Records a poller read from a vendor's API and published. Label: connector. Appears with
+/// the first record of a connector that has an `api:` section.
+pub const POLL_RECORDS_TOTAL: &str = "hub_poll_records_total";
+/// Poll rounds that failed (the next round tries again). Label: connector.
+pub const POLL_ERRORS_TOTAL: &str = "hub_poll_errors_total";
 
 /// Every metric above that is present from a node's first record, for the contract test.
 pub const ALL: [&str; 12] = [

@@ -131,7 +131,9 @@ impl VendorSink {
         let mapping = c
             .entities
             .iter()
-            .find(|m| m.canonical == entity && object.as_ref().is_none_or(|o| *o == m.vendor_entity))
+            .find(|m| {
+                m.canonical == entity && object.as_ref().is_none_or(|o| *o == m.vendor_entity)
+            })
             .ok_or_else(|| {
                 SinkError::Config(format!(
                     "connector '{connector}' maps no vendor entity to {}",
@@ -146,9 +148,7 @@ impl VendorSink {
             .collect();
         let client = match c.vendor {
             Vendor::Hubspot => Client::HubSpot(build::hubspot(&settings).map_err(config)?),
-            Vendor::Salesforce => {
-                Client::Salesforce(build::salesforce(&settings).map_err(config)?)
-            }
+            Vendor::Salesforce => Client::Salesforce(build::salesforce(&settings).map_err(config)?),
             other => {
                 return Err(SinkError::Config(format!(
                     "the hub cannot write to {} yet",
@@ -171,7 +171,9 @@ impl VendorSink {
     fn properties(&self, record: &CanonicalRecord) -> Vec<(String, String)> {
         self.fields
             .iter()
-            .filter_map(|(canonical, path)| Some((path.clone(), text(field(&record.doc, canonical)?)?)))
+            .filter_map(|(canonical, path)| {
+                Some((path.clone(), text(field(&record.doc, canonical)?)?))
+            })
             .collect()
     }
 }
