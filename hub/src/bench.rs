@@ -29,6 +29,9 @@ pub enum BenchCommand {
     /// Initial sync of Salesforce contacts into HubSpot through the pipeline, against the
     /// sandboxes with HubSpot's rate limit enforced; reconciled against both.
     Sync(crate::bench_sync::SyncArgs),
+    /// Salesforce ⇄ HubSpot both ways through the pipeline: p50/p99 from an edit in one
+    /// system to its arrival in the other, and writes counted (no loop).
+    Bisync(crate::bench_sync::BisyncArgs),
 }
 
 #[derive(Args)]
@@ -64,10 +67,11 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Pipeline(args) => pipeline(args).await,
         BenchCommand::Sync(args) => crate::bench_sync::sync(args).await,
+        BenchCommand::Bisync(args) => crate::bench_sync::bisync(args).await,
     }
 }
 
-fn percentile(sorted: &[i64], p: f64) -> i64 {
+pub(crate) fn percentile(sorted: &[i64], p: f64) -> i64 {
     if sorted.is_empty() {
         return 0;
     }

@@ -26,6 +26,11 @@ pub struct CanonicalRecord {
     pub ingest_id: String,
     /// A deletion: kept as a row with `deleted = true` in SQL, sent as such to API targets.
     pub deleted: bool,
+    /// The record's id in each connected system (connector → id), from the
+    /// `hub-external-ids` header: how a vendor sink updates the right record.
+    pub external_ids: std::collections::BTreeMap<String, String>,
+    /// The connector whose change made this version (`hub-connector` header), if known.
+    pub origin: Option<String>,
 }
 
 /// The entity a canonical topic (`<namespace>.canonical.<entity>`) carries, if `topic` is one.
@@ -72,6 +77,8 @@ impl CanonicalRecord {
             received_at: int("received_at")?,
             ingest_id: text("ingest_id")?,
             deleted: obj.get("deleted").and_then(Json::as_bool).unwrap_or(false),
+            external_ids: Default::default(),
+            origin: None,
             doc,
         })
     }
@@ -86,6 +93,16 @@ impl CanonicalRecord {
     ) -> Result<Self, SinkError> {
         let doc = codec.decode_json(value).await?;
         Ok(Self::from_json(topic, partition, offset, doc)?)
+    }
+
+    /// Reads the `hub-external-ids` header's value (a JSON object of connector → id) and
+    /// the `hub-connector` header (the version's origin).
+    pub fn with_headers(mut self, external_ids: Option<&[u8]>, origin: Option<&[u8]>) -> Self {
+        if let Some(ids) = external_ids.and_then(|h| serde_json::from_slice(h).ok()) {
+            self.external_ids = ids;
+        }
+        self.origin = origin.map(|o| String::from_utf8_lossy(o).into_owned());
+        self
     }
 
     /// SHA-256 (hex) of the record's canonical JSON without `received_at` and `ingest_id`: two

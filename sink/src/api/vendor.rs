@@ -7,9 +7,11 @@
 //! What is written is the connector's own mapping of the entity, reversed: every canonical
 //! field mapped from a plain path (`/Email`, `/properties/email`) goes back to that path.
 //! Fields built by `concatenate`, `split`, `calculate`, `lookup_value` or an expression have
-//! no inverse and are not written. `null` is not written either (a missing value never
-//! clears the vendor's). A deletion is not propagated yet: it is acknowledged without a call
-//! (see the connector issue).
+//! no inverse and are not written, nor are the fields the vendor sets itself. `null` is not
+//! written either (a missing value never clears the vendor's). A version whose change came
+//! from the target's own system is not written back to it: that system holds it already.
+//! A deletion is not propagated yet: it is acknowledged without a call (see the connector
+//! issue).
 //!
 //! Answers per record: written → ok; the vendor's error classes map one to one —
 //! transient, rate-limited and auth (after the client's own refresh) → transient with the
@@ -44,6 +46,9 @@ enum Client {
 #[derive(Clone)]
 pub struct VendorSink {
     target_id: String,
+    /// The connector whose system this writes into: its id in `external_ids` is the record
+    /// to update.
+    connector: String,
     client: Client,
     object: String,
     id_property: String,
@@ -99,8 +104,24 @@ fn reverse_path(vendor: Vendor, field: &FieldMapping) -> Option<String> {
         Vendor::Hubspot => from.strip_prefix("/properties/")?,
         _ => from.strip_prefix('/')?,
     };
-    (!path.is_empty() && !path.contains('/')).then(|| path.to_string())
+    let writable = !path.is_empty() && !path.contains('/') && !READ_ONLY.contains(&path);
+    writable.then(|| path.to_string())
 }
+
+/// Fields the vendor sets itself (§2.3, §3.3): read, never written.
+const READ_ONLY: &[&str] = &[
+    "Id",
+    "IsDeleted",
+    "CreatedDate",
+    "CreatedById",
+    "LastModifiedDate",
+    "LastModifiedById",
+    "SystemModstamp",
+    "hs_object_id",
+    "createdate",
+    "lastmodifieddate",
+    "hs_lastmodifieddate",
+];
 
 impl VendorSink {
     /// The sink of a `kind: vendor` target of `tenant` for `entity`.
@@ -158,6 +179,7 @@ impl VendorSink {
         };
         Ok(VendorSink {
             target_id: target_id.to_string(),
+            connector: connector.clone(),
             client,
             object: mapping.vendor_entity.clone(),
             id_property: id_property.clone(),
@@ -225,10 +247,12 @@ impl Sink for VendorSink {
         // One input per id: a vendor refuses a batch naming the same record twice, and the
         // latest version in the batch is the one that counts.
         let mut input_of_id: HashMap<String, usize> = HashMap::new();
-        let mut inputs: Vec<(String, Vec<(String, String)>)> = Vec::new();
+        let mut inputs: Vec<Input> = Vec::new();
         let mut input_of_record: Vec<Option<usize>> = vec![None; batch.len()];
         for (i, r) in batch.iter().enumerate() {
-            if r.deleted {
+            // A deletion is not propagated yet; a version the target's own system made is
+            // what that system already holds (writing it back would only make an echo).
+            if r.deleted || r.origin.as_deref() == Some(self.connector.as_str()) {
                 results[i] = Some(WriteResult::Ok);
                 continue;
             }
@@ -240,10 +264,17 @@ impl Sink for VendorSink {
             };
             let props = self.properties(r);
             let n = *input_of_id.entry(id.clone()).or_insert_with(|| {
-                inputs.push((id.clone(), Vec::new()));
+                inputs.push(Input {
+                    id: id.clone(),
+                    vendor_id: None,
+                    props: Vec::new(),
+                });
                 inputs.len() - 1
             });
-            inputs[n].1 = props;
+            inputs[n].props = props;
+            if let Some(v) = r.external_ids.get(&self.connector) {
+                inputs[n].vendor_id = Some(v.clone());
+            }
             input_of_record[i] = Some(n);
         }
         let per_input: Vec<WriteResult> = if inputs.is_empty() {
@@ -269,17 +300,21 @@ impl Sink for VendorSink {
     }
 }
 
+/// One record to write: the value of the id property, the vendor's own id when the hub
+/// knows it, and the fields.
+struct Input {
+    id: String,
+    vendor_id: Option<String>,
+    props: Vec<(String, String)>,
+}
+
 impl VendorSink {
-    async fn write_hubspot(
-        &self,
-        client: &HubSpotClient,
-        inputs: &[(String, Vec<(String, String)>)],
-    ) -> Vec<WriteResult> {
+    async fn write_hubspot(&self, client: &HubSpotClient, inputs: &[Input]) -> Vec<WriteResult> {
         let upserts: Vec<UpsertInput> = inputs
             .iter()
-            .map(|(id, props)| UpsertInput {
-                id: id.clone(),
-                properties: props.iter().cloned().collect(),
+            .map(|i| UpsertInput {
+                id: i.id.clone(),
+                properties: i.props.iter().cloned().collect(),
             })
             .collect();
         match client
@@ -306,60 +341,103 @@ impl VendorSink {
         }
     }
 
+    /// Records Salesforce already knows (the hub holds their `Id`) are updated by `Id`
+    /// (sObject Collections update); the others are upserted by the external-id field,
+    /// which creates them. The poller then reads the created records back with their `Id`,
+    /// which the resolve stage records for later versions.
     async fn write_salesforce(
         &self,
         client: &SalesforceClient,
-        inputs: &[(String, Vec<(String, String)>)],
+        inputs: &[Input],
     ) -> Vec<WriteResult> {
-        let records: Vec<Map<String, Json>> = inputs
-            .iter()
-            .map(|(id, props)| {
-                let mut m: Map<String, Json> = props
-                    .iter()
-                    .map(|(k, v)| (k.clone(), Json::String(v.clone())))
-                    .collect();
-                m.insert(self.id_property.clone(), Json::String(id.clone()));
-                m
-            })
-            .collect();
-        match client
-            .upsert(&self.object, &self.id_property, &records)
-            .await
-        {
-            Ok(results) => {
-                let mut out = vec![
-                    WriteResult::Transient {
-                        retry_after: None,
-                        reason: "salesforce returned no result".into(),
+        let mut out = vec![
+            WriteResult::Transient {
+                retry_after: None,
+                reason: "salesforce returned no result".into(),
+            };
+            inputs.len()
+        ];
+        let fields = |i: &Input| -> Map<String, Json> {
+            i.props
+                .iter()
+                .map(|(k, v)| (k.clone(), Json::String(v.clone())))
+                .collect()
+        };
+        let (known, new): (Vec<usize>, Vec<usize>) =
+            (0..inputs.len()).partition(|n| inputs[*n].vendor_id.is_some());
+        if !known.is_empty() {
+            let records: Vec<Map<String, Json>> = known
+                .iter()
+                .map(|n| {
+                    let mut m = fields(&inputs[*n]);
+                    m.insert(
+                        "Id".into(),
+                        Json::String(inputs[*n].vendor_id.clone().unwrap_or_default()),
+                    );
+                    m
+                })
+                .collect();
+            let results = client.update(&self.object, &records).await;
+            place(&mut out, &known, results);
+        }
+        if !new.is_empty() {
+            let records: Vec<Map<String, Json>> = new
+                .iter()
+                .map(|n| {
+                    let mut m = fields(&inputs[*n]);
+                    m.insert(
+                        self.id_property.clone(),
+                        Json::String(inputs[*n].id.clone()),
+                    );
+                    m
+                })
+                .collect();
+            let results = client
+                .upsert(&self.object, &self.id_property, &records)
+                .await;
+            place(&mut out, &new, results);
+        }
+        out
+    }
+}
+
+/// Puts the results of a call over `positions` of the inputs into `out`.
+fn place(
+    out: &mut [WriteResult],
+    positions: &[usize],
+    results: Result<
+        Vec<hub_connectors::salesforce::write::RecordResult>,
+        hub_connectors::salesforce::client::SalesforceError,
+    >,
+) {
+    match results {
+        Ok(results) => {
+            for r in results {
+                if let Some(n) = positions.get(r.index) {
+                    out[*n] = match &r.outcome {
+                        SfOutcome::Failed(e) => from_vendor(e),
+                        _ => WriteResult::Ok,
                     };
-                    inputs.len()
-                ];
-                for r in results {
-                    if let Some(slot) = out.get_mut(r.index) {
-                        *slot = match &r.outcome {
-                            SfOutcome::Failed(e) => from_vendor(e),
-                            _ => WriteResult::Ok,
-                        };
-                    }
                 }
-                out
             }
-            Err(e) => {
-                let class = e.class();
-                let reason = e.to_string();
-                let r = match class {
-                    ErrorClass::Permanent => WriteResult::Permanent { reason },
-                    ErrorClass::Transient { retry_after }
-                    | ErrorClass::RateLimited { retry_after } => WriteResult::Transient {
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            let r = match e.class() {
+                ErrorClass::Permanent => WriteResult::Permanent { reason },
+                ErrorClass::Transient { retry_after } | ErrorClass::RateLimited { retry_after } => {
+                    WriteResult::Transient {
                         retry_after,
                         reason,
-                    },
-                    ErrorClass::Auth => WriteResult::Transient {
-                        retry_after: None,
-                        reason,
-                    },
-                };
-                vec![r; inputs.len()]
+                    }
+                }
+                ErrorClass::Auth => WriteResult::Transient {
+                    retry_after: None,
+                    reason,
+                },
+            };
+            for n in positions {
+                out[*n] = r.clone();
             }
         }
     }

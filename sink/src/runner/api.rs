@@ -412,7 +412,10 @@ impl<S: Sink + 'static> ApiSinkRunner<S> {
                         Some("the record's tenant_id does not match its key".into())
                     }
                     Ok(r) => {
-                        records.push((r, i));
+                        records.push((
+                            r.with_headers(m.external_ids.as_deref(), m.origin.as_deref()),
+                            i,
+                        ));
                         None
                     }
                     Err(e) if e.is_retriable() => return Err(e),

@@ -21,7 +21,7 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
@@ -72,6 +72,10 @@ pub(crate) struct Consumed {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
+    /// The `hub-external-ids` header, when the record has one.
+    pub external_ids: Option<Vec<u8>>,
+    /// The `hub-connector` header: the connector whose change made the record.
+    pub origin: Option<Vec<u8>>,
     /// The rebalance generation it was received in; a message from before a revocation is
     /// dropped (whoever owns the partition now reads it again).
     pub generation: u64,
@@ -312,8 +316,18 @@ fn detach<M: Message>(m: &M, generation: u64) -> Consumed {
         offset: m.offset(),
         key: m.key().map(<[u8]>::to_vec),
         value: m.payload().map(<[u8]>::to_vec),
+        external_ids: header(m, hub_schemas::headers::EXTERNAL_IDS),
+        origin: header(m, hub_schemas::headers::CONNECTOR),
         generation,
     }
+}
+
+fn header<M: Message>(m: &M, name: &str) -> Option<Vec<u8>> {
+    m.headers().and_then(|h| {
+        h.iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value.map(<[u8]>::to_vec))
+    })
 }
 
 pub(crate) fn broker_error(e: &KafkaError) {
