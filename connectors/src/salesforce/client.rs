@@ -248,6 +248,9 @@ pub struct BulkPage {
     pub next_locator: Option<String>,
 }
 
+/// Maps one Collections write response (status, body) back to its batch's inputs.
+type ParseResults = fn(&UpsertBatch, u16, &[u8]) -> Result<Vec<RecordResult>, VendorError>;
+
 /// A Salesforce client for one org.
 #[derive(Debug, Clone)]
 pub struct SalesforceClient {
@@ -372,7 +375,7 @@ impl SalesforceClient {
         url: String,
         endpoint: &'static str,
         batches: &[UpsertBatch],
-        parse: fn(&UpsertBatch, u16, &[u8]) -> Result<Vec<RecordResult>, VendorError>,
+        parse: ParseResults,
     ) -> Vec<RecordResult> {
         let mut out = Vec::with_capacity(batches.iter().map(|b| b.len).sum());
         let mut stop: Option<VendorError> = None;

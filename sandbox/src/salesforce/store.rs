@@ -824,3 +824,101 @@ fn canonical_id(s: &str) -> Option<String> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_ids_are_read_in_15_and_18_character_forms() {
+        let id = record_id("003", 7);
+        assert_eq!(canonical_id(&id), Some(id.clone()));
+        assert_eq!(canonical_id(&id[..15]), Some(id.clone()));
+        let mut bad_checksum = id[..15].to_owned();
+        bad_checksum.push_str("ZZZ");
+        assert_eq!(canonical_id(&bad_checksum), None);
+        for bad in [
+            "",
+            "003",
+            "003RO0000000007AA",
+            "003RO000000000-AAA",
+            "003ééééééé0",
+        ] {
+            assert_eq!(canonical_id(bad), None, "{bad}");
+        }
+    }
+
+    /// An update through Collections changes the record and publishes exactly what an upsert
+    /// that updates the same record does.
+    #[test]
+    fn collection_update_gives_the_same_change_event_as_an_upsert_update() {
+        let vehicle = SObject::find("Vehicle__c").unwrap();
+        let create = json!({"attributes": {"type": "Vehicle__c"}, "VIN__c": "1HGCM82633A004352", "Odometer__c": 10});
+        let mut by_upsert = Store::default();
+        let mut by_update = Store::default();
+        let (created, _) =
+            by_upsert.upsert_collection(vehicle, "VIN__c", std::slice::from_ref(&create), false, 1);
+        by_update.upsert_collection(vehicle, "VIN__c", &[create], false, 1);
+        let UpsertResult::Ok { id, .. } = &created[0] else {
+            panic!("{created:?}");
+        };
+        let (r, upsert_events) = by_upsert.upsert_collection(
+            vehicle,
+            "VIN__c",
+            &[json!({"attributes": {"type": "Vehicle__c"}, "VIN__c": "1HGCM82633A004352", "Odometer__c": 99})],
+            false,
+            50,
+        );
+        assert!(matches!(r[0], UpsertResult::Ok { created: false, .. }));
+        let (r, update_events) = by_update.update_collection(
+            &[json!({"attributes": {"type": "Vehicle__c"}, "Id": id, "Odometer__c": 99})],
+            false,
+            50,
+        );
+        assert_eq!(r, vec![UpdateResult::Ok { id: id.clone() }]);
+        assert_eq!(update_events, upsert_events);
+        assert_eq!(
+            update_events[0].changed_fields,
+            ["Odometer__c", "LastModifiedDate"]
+        );
+        assert_eq!(
+            by_update.by_id(id).unwrap().1,
+            by_upsert.by_id(id).unwrap().1
+        );
+        assert_eq!(by_update.by_id(id).unwrap().1.modstamp_ms, 50);
+    }
+
+    #[test]
+    fn all_or_none_update_writes_nothing_when_one_record_fails() {
+        let contact = SObject::find("Contact").unwrap();
+        let mut store = Store::default();
+        let id = store
+            .insert(
+                contact,
+                Map::from_iter([("LastName".into(), json!("Lee"))]),
+                1,
+                1,
+            )
+            .unwrap();
+        let (r, events) = store.update_collection(
+            &[
+                json!({"attributes": {"type": "Contact"}, "Id": id, "FirstName": "Mei"}),
+                json!({"attributes": {"type": "Contact"}, "Id": id.clone() + "x"}),
+            ],
+            true,
+            5,
+        );
+        assert!(events.is_empty());
+        let codes: Vec<_> = r
+            .iter()
+            .map(|x| match x {
+                UpdateResult::Failed { errors, .. } => errors[0].status_code,
+                UpdateResult::Ok { .. } => "ok",
+            })
+            .collect();
+        assert_eq!(codes, ["ALL_OR_NONE_OPERATION_ROLLED_BACK", "MALFORMED_ID"]);
+        let rec = store.by_id(&id).unwrap().1;
+        assert!(rec.fields.get("FirstName").is_none());
+        assert_eq!(rec.modstamp_ms, 1);
+    }
+}
