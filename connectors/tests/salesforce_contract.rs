@@ -470,6 +470,137 @@ async fn collections_upsert_with_partial_failures_lines_up_with_inputs() {
 }
 
 #[tokio::test]
+async fn collections_update_by_id_reports_each_record_and_writes_only_the_good_ones() {
+    for target in targets(sandbox_config(SeedSize::default())).await {
+        let Some(sb) = target.sandbox("updating test vehicles") else {
+            continue;
+        };
+        let ctx = client_for(&target);
+        // 210 vehicles to update (two calls: 200 + 10), one already deleted.
+        let ids: Vec<String> = (0..210u32)
+            .map(|i| sb.insert("Vehicle__c", vehicle(&valid_vin(i))).unwrap())
+            .collect();
+        assert!(sb.delete(&ids[7]));
+        let before = sb.record(&ids[0]).unwrap().modstamp_ms;
+        sb.advance_clock(Duration::from_secs(1));
+        let unknown = hub_sandbox::salesforce::schema::record_id("a0X", 999_999);
+        let mut records: Vec<Map<String, Value>> = ids
+            .iter()
+            .map(|id| {
+                Map::from_iter([
+                    ("Id".to_owned(), json!(id)),
+                    ("Odometer__c".to_owned(), json!(4200)),
+                ])
+            })
+            .collect();
+        records[3].insert("Id".into(), json!(unknown)); // no such record
+        records[5].insert("Odometer__c".into(), json!("a lot")); // not a number
+        records[201].insert("Colour__c".into(), json!("red")); // no such field
+        records[205].insert("VIN__c".into(), json!("1HGCM82643A004352")); // bad check digit
+        let expected: [(usize, &str); 5] = [
+            (3, "INVALID_CROSS_REFERENCE_KEY"),
+            (5, "INVALID_TYPE_ON_FIELD_IN_RECORD"),
+            (7, "ENTITY_IS_DELETED"),
+            (201, "INVALID_FIELD"),
+            (205, "FIELD_CUSTOM_VALIDATION_EXCEPTION"),
+        ];
+        let out = ctx.client.update("Vehicle__c", &records).await.unwrap();
+        assert_eq!(out.len(), 210);
+        for (i, r) in out.iter().enumerate() {
+            assert_eq!(r.index, i, "results in input order");
+            match (&r.outcome, expected.iter().find(|(j, _)| *j == i)) {
+                (Outcome::Updated { id }, None) => assert_eq!(id, &ids[i]),
+                (Outcome::Failed(e), Some((_, code))) => {
+                    assert_eq!(e.code, *code, "record {i}");
+                    assert_eq!(e.class, ErrorClass::Permanent, "record {i}");
+                }
+                (other, want) => panic!("record {i}: {other:?}, expected {want:?}"),
+            }
+        }
+        // The store has the successful updates, and only those.
+        for (i, id) in ids.iter().enumerate() {
+            let rec = sb.record(id).unwrap();
+            let odometer = rec.fields["Odometer__c"].as_f64().unwrap();
+            if expected.iter().any(|(j, _)| *j == i) {
+                assert_eq!(odometer, 1200.0, "record {i} is unchanged");
+            } else {
+                assert_eq!(odometer, 4200.0, "record {i} is updated");
+            }
+        }
+        assert!(sb.record(&ids[0]).unwrap().modstamp_ms > before);
+        assert_eq!(sb.count("Vehicle__c"), 209, "an update never creates");
+        assert!(sb.record(&unknown).is_none());
+        let changes = sb.changes();
+        assert!(changes.iter().any(|ch| ch.change_type == "UPDATE"
+            && ch.record_id == ids[0]
+            && ch.origin.ends_with(";client=automatrix-hub")));
+        let calls: Vec<_> = ctx
+            .meter
+            .calls()
+            .into_iter()
+            .filter(|c| c.endpoint == "composite_update")
+            .collect();
+        assert_eq!(calls.len(), 2, "200 + 10");
+
+        // A locked row is a per-record transient failure.
+        sb.lock_rows_next(1);
+        let again = ctx
+            .client
+            .update("Vehicle__c", &records[..2])
+            .await
+            .unwrap();
+        match &again[0].outcome {
+            Outcome::Failed(e) => {
+                assert_eq!(e.code, "UNABLE_TO_LOCK_ROW");
+                assert!(matches!(e.class, ErrorClass::Transient { .. }));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(again[1].outcome, Outcome::Updated { id: ids[1].clone() });
+
+        // A whole-call failure that is not permanent stops the remaining calls.
+        let calls_before = ctx.meter.calls().len();
+        sb.update_faults(|f| {
+            f.fail_next = 10;
+            f.error_status = 503;
+        });
+        let down = ctx.client.update("Vehicle__c", &records).await.unwrap();
+        sb.update_faults(|f| f.fail_next = 0);
+        assert_eq!(down.len(), 210);
+        assert!(down.iter().all(|r| matches!(&r.outcome,
+            Outcome::Failed(e) if matches!(e.class, ErrorClass::Transient { .. }))));
+        let sent = ctx.meter.calls()[calls_before..]
+            .iter()
+            .filter(|c| c.endpoint == "composite_update")
+            .count();
+        assert_eq!(
+            sent,
+            1 + fast_retries().max_retries,
+            "the first call only, with its retries"
+        );
+
+        // Bad input never leaves the process.
+        let mut no_id = records[0].clone();
+        no_id.remove("Id");
+        let calls_before = ctx.meter.calls().len();
+        let err = ctx
+            .client
+            .update("Vehicle__c", &[records[1].clone(), no_id])
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Permanent);
+        assert!(err.to_string().contains("record 1"), "{err}");
+        let err = ctx
+            .client
+            .update("Vehicle__c); DROP", &records[..1])
+            .await
+            .unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Permanent);
+        assert_eq!(ctx.meter.calls().len(), calls_before);
+    }
+}
+
+#[tokio::test]
 async fn exhausted_daily_allocation_is_rate_limited_without_a_hot_loop() {
     for target in targets(SalesforceConfig {
         daily_api_requests: 50,

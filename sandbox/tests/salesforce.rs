@@ -8,6 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hub_connectors::error::ErrorClass;
 use hub_connectors::salesforce::{errors, limits, read, write};
 use hub_sandbox::salesforce::seed::SeedSize;
+use hub_sandbox::salesforce::store::sf_datetime;
 use hub_sandbox::{FaultSettings, SalesforceConfig, SalesforceSandbox};
 use serde_json::{Map, Value, json};
 
@@ -640,6 +641,273 @@ async fn collections_upsert_reports_each_record_and_enforces_two_hundred() {
     assert_eq!(rec["attributes"]["type"], "Contact");
 }
 
+fn contact(last: &str) -> Map<String, Value> {
+    Map::from_iter([
+        ("LastName".to_owned(), json!(last)),
+        ("FirstName".to_owned(), json!("Ana")),
+    ])
+}
+
+#[tokio::test]
+async fn collections_update_reports_each_record_and_behaves_like_an_upsert_update() {
+    let sb = start(SeedSize::default()).await;
+    let c = client();
+    let tok = session(&c, &sb).await;
+    let url = write::update_url(sb.base_url(), V).unwrap();
+    assert_eq!(
+        url,
+        format!("{}/services/data/v{V}/composite/sobjects", sb.base_url())
+    );
+    let ids: Vec<String> = ["Lee", "Okafor", "Novak", "Silva"]
+        .iter()
+        .map(|n| sb.insert("Contact", contact(n)).unwrap())
+        .collect();
+    let vehicle_id = sb
+        .insert("Vehicle__c", vehicle("1HGCM82633A004352", 10))
+        .unwrap();
+    assert!(sb.delete(&ids[3]));
+    let before = sb.record(&ids[0]).unwrap().modstamp_ms;
+    let events_before = sb.changes().len();
+    sb.advance_clock(Duration::from_secs(5));
+
+    let unknown = hub_sandbox::salesforce::schema::record_id("003", 999_999);
+    let with_id = |id: &str, extra: Value| -> Map<String, Value> {
+        let mut m = extra.as_object().unwrap().clone();
+        m.insert("Id".into(), json!(id));
+        m
+    };
+    let records = vec![
+        with_id(
+            &ids[0],
+            json!({"FirstName": "Mei", "Email": "mei.lee@example.com"}),
+        ),
+        with_id(&unknown, json!({"FirstName": "Nobody"})),
+        with_id(&ids[1], json!({"Nope__c": "x"})),
+        with_id(&ids[3], json!({"FirstName": "Gone"})),
+        with_id("003nope", json!({"FirstName": "Bad"})),
+        with_id(&vehicle_id, json!({"FirstName": "Wrong type"})),
+        with_id(
+            &ids[2],
+            json!({"SystemModstamp": "2020-01-01T00:00:00.000+0000"}),
+        ),
+        with_id(&ids[2], json!({"LastName": null})),
+        with_id(&ids[1][..15], json!({"MobilePhone": "+1 555 0100"})),
+    ];
+    let batches = write::update_batches("Contact", &records).unwrap();
+    let r = c
+        .patch(&url)
+        .bearer_auth(&tok)
+        .header("Sforce-Call-Options", "client=hub-connector")
+        .json(&batches[0].body)
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    let body = r.bytes().await.unwrap();
+    assert_eq!(s, 200, "§2.5: 200 even when some items fail");
+    let results = write::parse_update_results(&batches[0], s, &body).unwrap();
+    assert_eq!(
+        results[0].outcome,
+        write::Outcome::Updated { id: ids[0].clone() }
+    );
+    assert_eq!(
+        results[8].outcome,
+        write::Outcome::Updated { id: ids[1].clone() },
+        "a 15-character id names the same record"
+    );
+    let codes: Vec<&str> = results[1..8]
+        .iter()
+        .map(|r| match &r.outcome {
+            write::Outcome::Failed(e) => {
+                assert_eq!(e.class, ErrorClass::Permanent, "{e}");
+                e.code.as_str()
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "INVALID_CROSS_REFERENCE_KEY",
+            "INVALID_FIELD",
+            "ENTITY_IS_DELETED",
+            "MALFORMED_ID",
+            "MALFORMED_ID",
+            "INVALID_FIELD_FOR_INSERT_UPDATE",
+            "REQUIRED_FIELD_MISSING",
+        ]
+    );
+    let raw: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(raw[0], json!({"id": ids[0], "success": true, "errors": []}));
+    assert!(
+        raw[0].get("created").is_none(),
+        "an update result has no created"
+    );
+    assert!(
+        raw[1]["errors"][0].get("statusCode").is_some(),
+        "per-record errors use statusCode"
+    );
+    assert_eq!(
+        raw[2]["id"],
+        json!(ids[1]),
+        "a known record's failure carries its id"
+    );
+    assert!(raw[1].get("id").is_none());
+
+    // The store has the successful writes only; SystemModstamp moved.
+    let lee = sb.record(&ids[0]).unwrap();
+    assert_eq!(lee.fields["FirstName"], "Mei");
+    assert_eq!(lee.fields["Email"], "mei.lee@example.com");
+    assert!(lee.modstamp_ms > before);
+    assert_eq!(
+        sb.record(&ids[1]).unwrap().fields["MobilePhone"],
+        "+1 555 0100"
+    );
+    assert!(sb.record(&ids[1]).unwrap().fields.get("Nope__c").is_none());
+    assert_eq!(sb.record(&ids[2]).unwrap().fields["LastName"], "Novak");
+    assert!(sb.record(&ids[3]).unwrap().deleted);
+    assert_eq!(sb.record(&ids[3]).unwrap().fields["FirstName"], "Ana");
+    assert!(
+        sb.record(&vehicle_id)
+            .unwrap()
+            .fields
+            .get("FirstName")
+            .is_none()
+    );
+    assert_eq!(sb.count("Contact"), 3, "an update never creates");
+
+    // The same change events as an upsert that updates, with the caller's changeOrigin.
+    let changes = sb.changes();
+    let new: Vec<_> = changes[events_before..].iter().collect();
+    assert_eq!(new.len(), 2);
+    assert_eq!(new[0].change_type, "UPDATE");
+    assert_eq!(new[0].object, "Contact");
+    assert_eq!(new[0].record_id, ids[0]);
+    assert_eq!(
+        new[0].changed_fields,
+        ["Email", "FirstName", "LastModifiedDate"]
+    );
+    assert_eq!(new[0].values["FirstName"], "Mei");
+    assert!(new[0].origin.ends_with(";client=hub-connector"));
+    assert_eq!(new[1].record_id, ids[1]);
+
+    // The query API sees the new SystemModstamp.
+    let q = read::query_url(
+        sb.base_url(),
+        V,
+        &format!(
+            "SELECT Id, FirstName, SystemModstamp FROM Contact WHERE Id = '{}'",
+            ids[0]
+        ),
+        false,
+    )
+    .unwrap();
+    let (s, _, body) = get(&c, &q, &tok).await;
+    assert_eq!(s, 200);
+    let page: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(page["records"][0]["FirstName"], "Mei");
+    assert_eq!(
+        page["records"][0]["SystemModstamp"],
+        json!(sf_datetime(lee.modstamp_ms))
+    );
+
+    // Mixed types in one call (§2.5), and `id` in lower case; a record without attributes.type
+    // or an id is refused on its own.
+    let body = json!({"allOrNone": false, "records": [
+        {"attributes": {"type": "Vehicle__c"}, "id": vehicle_id, "Odometer__c": 99},
+        {"attributes": {"type": "Contact"}, "id": ids[2], "HomePhone": "+1 555 0101"},
+        {"id": ids[2], "HomePhone": "+1 555 0102"},
+        {"attributes": {"type": "Contact"}, "HomePhone": "+1 555 0103"},
+        {"attributes": {"type": "Widget__c"}, "id": ids[2]}]});
+    let (s, body) = patch(&c, &url, &tok, &body).await;
+    assert_eq!(s, 200);
+    let raw: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(raw[0]["success"], true);
+    assert_eq!(raw[1]["success"], true);
+    assert_eq!(raw[2]["errors"][0]["statusCode"], "INVALID_INPUT");
+    assert_eq!(raw[3]["errors"][0]["statusCode"], "MISSING_ARGUMENT");
+    assert_eq!(raw[4]["errors"][0]["statusCode"], "INVALID_TYPE");
+    assert_eq!(sb.record(&vehicle_id).unwrap().fields["Odometer__c"], 99);
+    assert_eq!(
+        sb.record(&ids[2]).unwrap().fields["HomePhone"],
+        "+1 555 0101"
+    );
+
+    // The same id twice: both refused; a validation rule and an external id taken elsewhere.
+    let other_vehicle = sb
+        .insert("Vehicle__c", vehicle("1M8GDM9AXKP042788", 10))
+        .unwrap();
+    let body = json!({"records": [
+        {"attributes": {"type": "Contact"}, "Id": ids[0], "FirstName": "A"},
+        {"attributes": {"type": "Contact"}, "Id": ids[0], "FirstName": "B"},
+        {"attributes": {"type": "Vehicle__c"}, "Id": vehicle_id, "VIN__c": "1HGCM82643A004352"},
+        {"attributes": {"type": "Vehicle__c"}, "Id": other_vehicle, "VIN__c": "1HGCM82633A004352"}]});
+    let (_, body) = patch(&c, &url, &tok, &body).await;
+    let raw: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(raw[0]["errors"][0]["statusCode"], "DUPLICATE_VALUE");
+    assert_eq!(raw[1]["errors"][0]["statusCode"], "DUPLICATE_VALUE");
+    assert_eq!(
+        raw[2]["errors"][0]["statusCode"],
+        "FIELD_CUSTOM_VALIDATION_EXCEPTION"
+    );
+    assert_eq!(raw[3]["errors"][0]["statusCode"], "DUPLICATE_VALUE");
+    assert_eq!(raw[3]["errors"][0]["fields"], json!(["VIN__c"]));
+    assert_eq!(sb.record(&ids[0]).unwrap().fields["FirstName"], "Mei");
+
+    // allOrNone: one bad record rolls back the others; nothing is written or published.
+    let events_before = sb.changes().len();
+    let body = json!({"allOrNone": true, "records": [
+        {"attributes": {"type": "Contact"}, "Id": ids[0], "FirstName": "Rolled"},
+        {"attributes": {"type": "Contact"}, "Id": unknown, "FirstName": "Nobody"}]});
+    let (s, body) = patch(&c, &url, &tok, &body).await;
+    assert_eq!(s, 200);
+    let raw: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        raw[0]["errors"][0]["statusCode"],
+        "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+    );
+    assert_eq!(
+        raw[1]["errors"][0]["statusCode"],
+        "INVALID_CROSS_REFERENCE_KEY"
+    );
+    assert_eq!(sb.record(&ids[0]).unwrap().fields["FirstName"], "Mei");
+    assert_eq!(sb.changes().len(), events_before);
+
+    // The lock-row fault gives a retriable per-record error, then the write goes through.
+    sb.lock_rows_next(1);
+    let body = json!({"records": [{"attributes": {"type": "Contact"}, "Id": ids[0], "FirstName": "Locked"}]});
+    let (_, resp) = patch(&c, &url, &tok, &body).await;
+    let raw: Value = serde_json::from_slice(&resp).unwrap();
+    assert_eq!(raw[0]["errors"][0]["statusCode"], "UNABLE_TO_LOCK_ROW");
+    let (_, resp) = patch(&c, &url, &tok, &body).await;
+    let raw: Value = serde_json::from_slice(&resp).unwrap();
+    assert_eq!(raw[0]["success"], true);
+    assert_eq!(sb.record(&ids[0]).unwrap().fields["FirstName"], "Locked");
+
+    // 201 records: the whole call is refused with the upsert's error.
+    let many: Vec<Value> = (0..201)
+        .map(|_| json!({"attributes": {"type": "Contact"}, "Id": ids[0], "FirstName": "X"}))
+        .collect();
+    let (s, body) = patch(&c, &url, &tok, &json!({"records": many})).await;
+    assert_eq!(s, 400);
+    assert_eq!(
+        errors::parse_error_body(&body)[0].error_code,
+        "EXCEEDED_ID_LIMIT"
+    );
+    assert_eq!(sb.record(&ids[0]).unwrap().fields["FirstName"], "Locked");
+
+    // No session, no update; only PATCH is routed.
+    let r = c
+        .patch(&url)
+        .json(&json!({"records": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let (s, _, _) = get(&c, &url, &tok).await;
+    assert_eq!(s, 405);
+}
+
 #[tokio::test]
 async fn daily_allocation_runs_out_with_request_limit_exceeded_and_no_retry_after() {
     let sb = SalesforceSandbox::start(SalesforceConfig {
@@ -721,23 +989,28 @@ async fn faults_and_hostile_input_get_salesforce_errors_not_crashes() {
     sb.set_faults(FaultSettings::default());
 
     let upsert = write::upsert_url(sb.base_url(), V, "Contact", "DMS_Customer_Id__c").unwrap();
-    for body in [
-        "",
-        "nope",
-        "[]",
-        "{\"records\": 1}",
-        "{\"records\": [1, null, {\"attributes\": 5}]}",
-        "{\"records\": [{\"attributes\": {\"type\": \"Contact\"}, \"DMS_Customer_Id__c\": {}, \"LastName\": [1]}]}",
-    ] {
+    let update = write::update_url(sb.base_url(), V).unwrap();
+    for (url, body) in [&upsert, &update].into_iter().flat_map(|u| {
+        [
+            "",
+            "nope",
+            "[]",
+            "{\"records\": 1}",
+            "{\"records\": [1, null, {\"attributes\": 5}]}",
+            "{\"records\": [{\"attributes\": {\"type\": \"Contact\"}, \"DMS_Customer_Id__c\": {}, \"LastName\": [1]}]}",
+            "{\"records\": [{\"attributes\": {\"type\": 7}, \"Id\": [\"x\"]}, {\"attributes\": {\"type\": \"Contact\"}, \"Id\": \"003ééééééé0\"}]}",
+        ]
+        .map(move |b| (u, b))
+    }) {
         let r = c
-            .patch(&upsert)
+            .patch(url)
             .bearer_auth(&tok)
             .header("content-type", "application/json")
             .body(body)
             .send()
             .await
             .unwrap();
-        assert!(r.status().as_u16() < 500, "{body}");
+        assert!(r.status().as_u16() < 500, "{url} {body}");
         let _: Value = r.json().await.unwrap();
     }
     for q in [

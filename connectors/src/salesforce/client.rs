@@ -9,7 +9,8 @@
 //!   [`SalesforceClient::bulk_query`] + [`SalesforceClient::bulk_results`]: a Bulk API 2.0
 //!   query job for initial loads, polled with backoff, paged by `Sforce-Locator` (§2.6).
 //! - **write** — [`SalesforceClient::upsert`]: sObject Collections upsert by external id,
-//!   ≤ 200 per call, `allOrNone: false`, per-record results mapped to inputs (§2.5).
+//!   ≤ 200 per call, `allOrNone: false`, per-record results mapped to inputs (§2.5);
+//!   [`SalesforceClient::update`]: sObject Collections update by record id, the same way.
 //! - **limits** — the `Sforce-Limit-Info` budget of every response (§2.8), and `/limits`.
 //!
 //! Salesforce publishes no per-second limit, only the daily allocation (§2.8), so by default
@@ -34,7 +35,8 @@ use super::read::{
     query_url,
 };
 use super::write::{
-    Outcome, RecordResult, WriteError, parse_upsert_results, upsert_batches, upsert_url,
+    Outcome, RecordResult, UpsertBatch, WriteError, parse_update_results, parse_upsert_results,
+    update_batches, update_url, upsert_batches, upsert_url,
 };
 use super::{NameError, check_api_version, data_root};
 use crate::error::{ErrorClass, VendorError};
@@ -246,6 +248,9 @@ pub struct BulkPage {
     pub next_locator: Option<String>,
 }
 
+/// Maps one Collections write response (status, body) back to its batch's inputs.
+type ParseResults = fn(&UpsertBatch, u16, &[u8]) -> Result<Vec<RecordResult>, VendorError>;
+
 /// A Salesforce client for one org.
 #[derive(Debug, Clone)]
 pub struct SalesforceClient {
@@ -338,9 +343,43 @@ impl SalesforceClient {
             sobject,
             external_id_field,
         )?;
-        let mut out = Vec::with_capacity(records.len());
+        Ok(self
+            .write_batches(url, "composite_upsert", &batches, parse_upsert_results)
+            .await)
+    }
+
+    /// Updates `records` of `sobject` by record id through sObject Collections
+    /// (`PATCH …/composite/sobjects`, §2.5): each record must carry its `Id`; 200 per call,
+    /// `allOrNone: false`. One result per input, in input order: `Outcome::Updated` or
+    /// `Outcome::Failed` (e.g. `ENTITY_IS_DELETED`, `INVALID_CROSS_REFERENCE_KEY`,
+    /// `MALFORMED_ID`, a field's validation error). As with [`SalesforceClient::upsert`], a
+    /// call that fails as a whole marks its records `Failed`, and after a failure that is not
+    /// permanent the remaining calls are not attempted and their records carry the same error.
+    pub async fn update(
+        &self,
+        sobject: &str,
+        records: &[Map<String, Value>],
+    ) -> Result<Vec<RecordResult>, SalesforceError> {
+        let batches = update_batches(sobject, records)?;
+        let session = self.session().await?;
+        let url = update_url(&session.instance_url, &self.config.api_version)?;
+        Ok(self
+            .write_batches(url, "composite_update", &batches, parse_update_results)
+            .await)
+    }
+
+    /// Sends Collections write batches in order and maps every record to a result; stops
+    /// sending after a whole-call failure that is not permanent.
+    async fn write_batches(
+        &self,
+        url: String,
+        endpoint: &'static str,
+        batches: &[UpsertBatch],
+        parse: ParseResults,
+    ) -> Vec<RecordResult> {
+        let mut out = Vec::with_capacity(batches.iter().map(|b| b.len).sum());
         let mut stop: Option<VendorError> = None;
-        for batch in &batches {
+        for batch in batches {
             let failed_all = |e: &VendorError| -> Vec<RecordResult> {
                 (0..batch.len)
                     .map(|i| RecordResult {
@@ -354,10 +393,10 @@ impl SalesforceClient {
                 continue;
             }
             let req = self
-                .request(Method::PATCH, url.clone(), "composite_upsert")
+                .request(Method::PATCH, url.clone(), endpoint)
                 .json(&batch.body);
             let result = match self.http.send(&req, &*self.auth).await {
-                Ok(resp) => parse_upsert_results(batch, resp.status, &resp.body),
+                Ok(resp) => parse(batch, resp.status, &resp.body),
                 Err(e) => Err(e),
             };
             match result {
@@ -370,7 +409,7 @@ impl SalesforceClient {
                 }
             }
         }
-        Ok(out)
+        out
     }
 
     /// Creates a Bulk API 2.0 query job and polls it, with exponential backoff, until it is

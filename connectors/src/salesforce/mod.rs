@@ -7,11 +7,11 @@
 //! | Part | What it does | Used by |
 //! |---|---|---|
 //! | [`auth`] | Web-server flow (authorize URL with `state` + PKCE S256, code exchange, refresh with or without rotation) and JWT bearer (claims built here, RS256 signing behind [`auth::JwtSigner`]); sessions with `instance_url` in memory; 401 `INVALID_SESSION_ID` → refresh/re-mint once (§2.1). | all |
-//! | [`client`] | [`client::SalesforceClientConfig`] and [`client::SalesforceClient`]: incremental `query` following `nextRecordsUrl` with the advanced cursor per page, Bulk 2.0 query jobs polled with backoff and paged by `Sforce-Locator`, Collections upsert (≤ 200, per-record results), `/limits`; every call tagged `Sforce-Call-Options: client=…`. | ingest, sink |
+//! | [`client`] | [`client::SalesforceClientConfig`] and [`client::SalesforceClient`]: incremental `query` following `nextRecordsUrl` with the advanced cursor per page, Bulk 2.0 query jobs polled with backoff and paged by `Sforce-Locator`, Collections upsert and update (≤ 200, per-record results), `/limits`; every call tagged `Sforce-Call-Options: client=…`. | ingest, sink |
 //! | [`events`] | CDC over CometD long polling: handshake, subscribe with a replay id, connect; change events with own-write and gap detection (§2.7). | ingest |
 //! | [`bulk`] | Bulk API 2.0 query job bodies, states and CSV result pages (§2.6). | ingest |
 //! | [`read`] | Builds the incremental SOQL (`SystemModstamp >= cursor`, ordered by `SystemModstamp, Id`, §2.4) from validated API names, the `query`/`queryAll` URL, parses a page (`totalSize`, `done`, `records`, `nextRecordsUrl`), drops rows at or before the cursor and computes the next cursor. | ingest |
-//! | [`write`] | Chunks records into sObject Collections upserts by an external-id field (at most 200 per call, `allOrNone: false`, `attributes.type` on each record, §2.5) and maps each per-record result back to its input position. | sink |
+//! | [`write`] | Chunks records into sObject Collections upserts by an external-id field or updates by record id (at most 200 per call, `allOrNone: false`, `attributes.type` on each record, §2.5) and maps each per-record result back to its input position. | sink |
 //! | [`errors`] | Parses the REST error array (`[{message, errorCode, fields}]`, §2.9) and classifies it into [`crate::error::VendorError`] (§1.2), including 403 `REQUEST_LIMIT_EXCEEDED` which carries no `Retry-After`. | all |
 //! | [`limits`] | Reads the daily API budget from `Sforce-Limit-Info: api-usage=n/max` and from the `/limits` resource's `DailyApiRequests` (§2.8), and says when to throttle. | all |
 //!

@@ -1,5 +1,6 @@
 //! The REST resources (vendor-apis.md §2.2–§2.5, §2.8): versions, `query`/`queryAll` with
-//! `nextRecordsUrl` paging, sObject Collections upsert, single-record read and `limits`.
+//! `nextRecordsUrl` paging, sObject Collections upsert and update, single-record read and
+//! `limits`.
 
 use std::sync::Arc;
 
@@ -282,54 +283,18 @@ pub(crate) async fn collection_upsert(
                 format!("Provided external ID field does not exist or is not accessible: {field}"),
             )
         })?;
-        let v: Value = serde_json::from_slice(&body).map_err(|e| {
-            SfError::new(
-                400,
-                "JSON_PARSER_ERROR",
-                format!(
-                    "Unexpected character at [line:{}, column:{}]",
-                    e.line(),
-                    e.column()
-                ),
-            )
-        })?;
-        let records = v.get("records").and_then(Value::as_array).ok_or_else(|| {
-            SfError::new(
-                400,
-                "INVALID_FIELD",
-                "records is required and must be an array",
-            )
-        })?;
-        if records.len() > MAX_COLLECTION_RECORDS {
-            // §2.11: the code is not confirmed, so it is a setting.
-            return Err(SfError::new(
-                400,
-                &sh.config.too_many_records_code,
-                format!(
-                    "Record limit reached. Cannot submit more than {MAX_COLLECTION_RECORDS} records into this call"
-                ),
-            ));
-        }
+        let v = collection_body(&sh, &body)?;
+        let records = v
+            .get("records")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice);
         let all_or_none = v.get("allOrNone").and_then(Value::as_bool).unwrap_or(false);
         let now = sh.clock.now_ms();
         let (results, events) =
             lock(&sh.state)
                 .store
                 .upsert_collection(obj, ext.name, records, all_or_none, now);
-        // §2.7: `changeOrigin` carries the `client=` tag of `Sforce-Call-Options`.
-        let client = headers
-            .get("sforce-call-options")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.split(',')
-                    .find_map(|kv| kv.trim().strip_prefix("client="))
-            })
-            .map(|c| format!(";client={c}"))
-            .unwrap_or_default();
-        let origin = format!(
-            "com/salesforce/api/rest/{}{client}",
-            ver.trim_start_matches('v')
-        );
+        let origin = change_origin(&headers, &ver);
         sh.publish(events.into_iter().map(|mut e| {
             e.origin = origin.clone();
             e
@@ -340,6 +305,94 @@ pub(crate) async fn collection_upsert(
         Ok(v) => Json(v).into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// §2.7: `changeOrigin` carries the `client=` tag of `Sforce-Call-Options`.
+fn change_origin(headers: &HeaderMap, ver: &str) -> String {
+    let client = headers
+        .get("sforce-call-options")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split(',')
+                .find_map(|kv| kv.trim().strip_prefix("client="))
+        })
+        .map(|c| format!(";client={c}"))
+        .unwrap_or_default();
+    format!(
+        "com/salesforce/api/rest/{}{client}",
+        ver.trim_start_matches('v')
+    )
+}
+
+/// `PATCH /services/data/vNN.N/composite/sobjects` (§2.5, "Update: `PATCH …/composite/sobjects`,
+/// with the same shape, each record carrying `Id`"): at most 200 records, of mixed types, each
+/// with `attributes.type` and its `id`; HTTP 200 with one `{"id","success","errors"}` per
+/// record in order, even on failures. The request checks (version, JSON, `records`, the
+/// 200-record limit and its error, `allOrNone`) are the upsert's; the per-record ones are in
+/// [`super::store::Store::update_collection`].
+pub(crate) async fn collection_update(
+    State(sh): State<Arc<Shared>>,
+    Path(ver): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let go = || -> Result<Value, SfError> {
+        check_version(&sh, &ver)?;
+        let v = collection_body(&sh, &body)?;
+        let records = v
+            .get("records")
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice);
+        let all_or_none = v.get("allOrNone").and_then(Value::as_bool).unwrap_or(false);
+        let now = sh.clock.now_ms();
+        let (results, events) = lock(&sh.state)
+            .store
+            .update_collection(records, all_or_none, now);
+        let origin = change_origin(&headers, &ver);
+        sh.publish(events.into_iter().map(|mut e| {
+            e.origin = origin.clone();
+            e
+        }));
+        Ok(Value::Array(results.iter().map(|r| r.to_json()).collect()))
+    };
+    match go() {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A Collections write body (§2.5): JSON, with a `records` array of at most
+/// [`MAX_COLLECTION_RECORDS`]; the errors are the same for upsert and update.
+fn collection_body(sh: &Shared, body: &[u8]) -> Result<Value, SfError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        SfError::new(
+            400,
+            "JSON_PARSER_ERROR",
+            format!(
+                "Unexpected character at [line:{}, column:{}]",
+                e.line(),
+                e.column()
+            ),
+        )
+    })?;
+    let records = v.get("records").and_then(Value::as_array).ok_or_else(|| {
+        SfError::new(
+            400,
+            "INVALID_FIELD",
+            "records is required and must be an array",
+        )
+    })?;
+    if records.len() > MAX_COLLECTION_RECORDS {
+        // §2.11: the code is not confirmed, so it is a setting.
+        return Err(SfError::new(
+            400,
+            &sh.config.too_many_records_code,
+            format!(
+                "Record limit reached. Cannot submit more than {MAX_COLLECTION_RECORDS} records into this call"
+            ),
+        ));
+    }
+    Ok(v)
 }
 
 /// `PATCH …/sobjects/{SObject}/{ExternalIdField}/{value}[?updateOnly=true]` (§2.5): 201
@@ -401,19 +454,7 @@ pub(crate) async fn upsert_one(
             st.store
                 .upsert_collection(obj, ext.name, &[Value::Object(record)], false, now);
         drop(st);
-        let client = headers
-            .get("sforce-call-options")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.split(',')
-                    .find_map(|kv| kv.trim().strip_prefix("client="))
-            })
-            .map(|c| format!(";client={c}"))
-            .unwrap_or_default();
-        let origin = format!(
-            "com/salesforce/api/rest/{}{client}",
-            ver.trim_start_matches('v')
-        );
+        let origin = change_origin(&headers, &ver);
         sh.publish(events.into_iter().map(|mut e| {
             e.origin = origin.clone();
             e

@@ -5,7 +5,7 @@
 //! | Part | Endpoints / behaviour | § |
 //! |---|---|---|
 //! | [`auth`] | `POST /services/oauth2/token` (authorization_code, refresh_token, JWT bearer, client_credentials), `GET /services/oauth2/authorize` (approve with `approve=1`), `POST /services/oauth2/revoke`; 401 `INVALID_SESSION_ID` after the session lifetime | 2.1, 2.9 |
-//! | [`api`] | `GET /services/data/`, `…/vNN.N/query` and `queryAll` (SOQL subset, `nextRecordsUrl` paging, batch size 2,000 or `Sforce-Query-Options`), `PATCH …/composite/sobjects/{SObject}/{ExternalIdField}` (200 max, per-record results, `allOrNone`), `GET …/sobjects/{SObject}/{Id}`, `GET …/limits` | 2.2–2.5, 2.8 |
+//! | [`api`] | `GET /services/data/`, `…/vNN.N/query` and `queryAll` (SOQL subset, `nextRecordsUrl` paging, batch size 2,000 or `Sforce-Query-Options`), `PATCH …/composite/sobjects/{SObject}/{ExternalIdField}` (upsert) and `PATCH …/composite/sobjects` (update by id, mixed types), both 200 max with per-record results and `allOrNone`, `GET …/sobjects/{SObject}/{Id}`, `GET …/limits` | 2.2–2.5, 2.8 |
 //! | [`bulk`] | Bulk API 2.0 query jobs: create, poll (`UploadComplete` → `InProgress` → `JobComplete`), CSV results with `Sforce-Locator` paging, 409 on a version mismatch | 2.6 |
 //! | [`cometd`] | CDC over CometD/Bayeux long polling: handshake, subscribe with replay (-1, -2, id), connect, disconnect; events for API and UI changes, with `changeOrigin` from `Sforce-Call-Options`, and injectable gap events | 2.7 |
 //! | [`soql`] | the SOQL subset; `MALFORMED_QUERY`, `INVALID_TYPE`, `INVALID_FIELD` | 2.4 |
@@ -395,6 +395,10 @@ fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/services/data/{ver}/limits", get(api::limits))
         .route("/services/data/{ver}/limits/", get(api::limits))
+        .route(
+            "/services/data/{ver}/composite/sobjects",
+            patch(api::collection_update),
+        )
         .route(
             "/services/data/{ver}/composite/sobjects/{object}/{field}",
             patch(api::collection_upsert),

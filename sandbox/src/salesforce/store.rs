@@ -1,6 +1,7 @@
-//! The org's records in memory, and writes through sObject Collections upsert (vendor-apis.md
-//! §2.5): per-record validation with Salesforce's status codes, `allOrNone` rollback, and the
-//! system fields (`CreatedDate`, `LastModifiedDate`, `SystemModstamp`) kept by the org.
+//! The org's records in memory, and writes through sObject Collections upsert and update
+//! (vendor-apis.md §2.5): per-record validation with Salesforce's status codes, `allOrNone`
+//! rollback, and the system fields (`CreatedDate`, `LastModifiedDate`, `SystemModstamp`) kept
+//! by the org.
 
 use std::collections::HashMap;
 
@@ -8,7 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value, json};
 
 use super::errors::RecordError;
-use super::schema::{FieldType, SObject, record_id};
+use super::schema::{FieldType, SObject, record_id, to_18};
 use crate::common::vin;
 
 /// §2.3: datetimes in JSON look like `2024-05-01T12:34:56.000+0000`.
@@ -88,6 +89,38 @@ impl UpsertResult {
                 "success": false,
                 "errors": errs.iter().map(RecordError::to_json).collect::<Vec<_>>(),
             }),
+        }
+    }
+}
+
+/// One record's outcome in a Collections update (§2.5 "Update": a `SaveResult`, no `created`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpdateResult {
+    Ok {
+        id: String,
+    },
+    /// `id` is the record's id when the input named an existing record of its type.
+    Failed {
+        id: Option<String>,
+        errors: Vec<RecordError>,
+    },
+}
+
+impl UpdateResult {
+    /// §2.5: `{"id","success","errors"}`; a failure carries `id` only when the record is known.
+    pub fn to_json(&self) -> Value {
+        match self {
+            UpdateResult::Ok { id } => json!({"id": id, "success": true, "errors": []}),
+            UpdateResult::Failed { id, errors } => {
+                let mut v = json!({
+                    "success": false,
+                    "errors": errors.iter().map(RecordError::to_json).collect::<Vec<_>>(),
+                });
+                if let Some(id) = id {
+                    v["id"] = json!(id);
+                }
+                v
+            }
         }
     }
 }
@@ -340,6 +373,13 @@ impl Store {
         let Some(object) = SObject::find(oname) else {
             return Err(vec![]);
         };
+        if self.by_id(id).is_some_and(|(_, r)| r.deleted) {
+            return Err(vec![RecordError::new(
+                "ENTITY_IS_DELETED",
+                "entity is deleted",
+                &[],
+            )]);
+        }
         let fields = self.checked_fields(object, fields)?;
         let Some(rec) = self.records.get_mut(oname).and_then(|l| l.get_mut(pos)) else {
             return Err(vec![]);
@@ -524,5 +564,361 @@ impl Store {
             results.push(outcome.unwrap_or_else(UpsertResult::Failed));
         }
         (results, events)
+    }
+
+    /// sObject Collections update, `PATCH …/composite/sobjects` (vendor-apis.md §2.5: "Update
+    /// … with the same shape [as create], each record carrying `Id`"; Salesforce's "Update
+    /// Records Using sObject Collections": every record needs `attributes.type` and an `id`
+    /// with a valid ID value, types may be mixed, results come back in request order). The
+    /// caller has checked the record count.
+    ///
+    /// Per record, in this order: a JSON object; `attributes.type` naming a known object
+    /// (`INVALID_INPUT` / `INVALID_TYPE`); an `Id` (any case) that is present
+    /// (`MISSING_ARGUMENT`), well formed (`MALFORMED_ID "malformed id …"`), of the declared
+    /// type (`MALFORMED_ID "… id value of incorrect type"`), known (`INVALID_CROSS_REFERENCE_KEY`)
+    /// and not deleted (`ENTITY_IS_DELETED`); not the same id as another record of the call
+    /// (both refused with `DUPLICATE_VALUE`, as upsert refuses duplicate external ids — the code
+    /// is inferred, not documented); then the lock-row knob and the
+    /// same field checks as upsert (unknown field `INVALID_FIELD`, system field
+    /// `INVALID_FIELD_FOR_INSERT_UPDATE`, types, validation rule), a required field cleared
+    /// (`REQUIRED_FIELD_MISSING`) and an external id taken by another record (`DUPLICATE_VALUE`).
+    /// Writes go through [`Store::update`] and give the same `UPDATE` change events as an
+    /// upsert that updates, so CDC and `SystemModstamp` behave the same.
+    pub fn update_collection(
+        &mut self,
+        records: &[Value],
+        all_or_none: bool,
+        now_ms: i64,
+    ) -> (Vec<UpdateResult>, Vec<ChangeEvent>) {
+        type UpdatePlan = Result<(&'static SObject, String, Map<String, Value>), UpdateFailure>;
+        type UpdateFailure = (Option<String>, Vec<RecordError>);
+        let fail = |id: Option<&str>, e: RecordError| (id.map(str::to_owned), vec![e]);
+        // Validate everything first, so allOrNone can roll back by not writing at all.
+        let mut plans: Vec<UpdatePlan> = Vec::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (i, r) in records.iter().enumerate() {
+            let plan = (|| {
+                let m = r.as_object().ok_or_else(|| {
+                    fail(
+                        None,
+                        RecordError::new("INVALID_INPUT", "a record must be a JSON object", &[]),
+                    )
+                })?;
+                let declared = m
+                    .get("attributes")
+                    .and_then(|a| a.get("type"))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        fail(
+                            None,
+                            RecordError::new(
+                                "INVALID_INPUT",
+                                "each record must have an attributes map with a type",
+                                &[],
+                            ),
+                        )
+                    })?;
+                let object = SObject::find(declared).ok_or_else(|| {
+                    fail(
+                        None,
+                        RecordError::new(
+                            "INVALID_TYPE",
+                            format!("sObject type '{declared}' is not supported."),
+                            &[],
+                        ),
+                    )
+                })?;
+                let given = match m.iter().find(|(k, _)| k.eq_ignore_ascii_case("Id")) {
+                    Some((_, Value::String(s))) if !s.trim().is_empty() => s.trim().to_owned(),
+                    _ => {
+                        return Err(fail(
+                            None,
+                            RecordError::new(
+                                "MISSING_ARGUMENT",
+                                "Id not specified in an update call",
+                                &[],
+                            ),
+                        ));
+                    }
+                };
+                let id = canonical_id(&given).ok_or_else(|| {
+                    fail(
+                        None,
+                        RecordError::new("MALFORMED_ID", format!("malformed id {given}"), &[]),
+                    )
+                })?;
+                if !id.starts_with(object.key_prefix) {
+                    return Err(fail(
+                        None,
+                        RecordError::new(
+                            "MALFORMED_ID",
+                            format!("{} ID: id value of incorrect type: {given}", object.name),
+                            &["Id"],
+                        ),
+                    ));
+                }
+                match self.by_id(&id) {
+                    None => {
+                        return Err(fail(
+                            None,
+                            RecordError::new(
+                                "INVALID_CROSS_REFERENCE_KEY",
+                                "invalid cross reference id",
+                                &[],
+                            ),
+                        ));
+                    }
+                    Some((_, rec)) if rec.deleted => {
+                        return Err(fail(
+                            Some(&id),
+                            RecordError::new("ENTITY_IS_DELETED", "entity is deleted", &[]),
+                        ));
+                    }
+                    Some(_) => {}
+                }
+                if self.lock_row_next > 0 {
+                    self.lock_row_next -= 1;
+                    return Err(fail(
+                        Some(&id),
+                        RecordError::new(
+                            "UNABLE_TO_LOCK_ROW",
+                            "unable to obtain exclusive access to this record or 1 records",
+                            &[],
+                        ),
+                    ));
+                }
+                let input: Map<String, Value> = m
+                    .iter()
+                    .filter(|(k, _)| !k.eq_ignore_ascii_case("Id"))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let fields = self
+                    .checked_fields(object, &input)
+                    .map_err(|e| (Some(id.clone()), e))?;
+                let cleared: Vec<&str> = object
+                    .fields
+                    .iter()
+                    .filter(|f| f.required)
+                    .filter(|f| {
+                        fields
+                            .get(f.name)
+                            .is_some_and(|v| v.is_null() || v.as_str() == Some(""))
+                    })
+                    .map(|f| f.name)
+                    .collect();
+                if !cleared.is_empty() {
+                    return Err(fail(
+                        Some(&id),
+                        RecordError::new(
+                            "REQUIRED_FIELD_MISSING",
+                            format!("Required fields are missing: [{}]", cleared.join(", ")),
+                            &cleared,
+                        ),
+                    ));
+                }
+                for f in object.fields.iter().filter(|f| f.external_id) {
+                    if let Some(v) = fields.get(f.name).and_then(Value::as_str)
+                        && let Some(other) = self.by_external(object, f.name, v)
+                        && other.id != id
+                    {
+                        return Err(fail(
+                            Some(&id),
+                            RecordError::new(
+                                "DUPLICATE_VALUE",
+                                format!(
+                                    "duplicate value found: {} duplicates value on record with id: {}",
+                                    f.name, other.id
+                                ),
+                                &[f.name],
+                            ),
+                        ));
+                    }
+                }
+                Ok((object, id, fields))
+            })();
+            if let Ok((_, id, _)) = &plan
+                && let Some(first) = seen.insert(id.clone(), i)
+            {
+                let dup = |id: &str| {
+                    fail(
+                        Some(id),
+                        RecordError::new(
+                            "DUPLICATE_VALUE",
+                            format!("Duplicate id in list: {id}"),
+                            &["Id"],
+                        ),
+                    )
+                };
+                plans[first] = Err(dup(id));
+                plans.push(Err(dup(id)));
+                continue;
+            }
+            plans.push(plan);
+        }
+        let any_failed = plans.iter().any(Result::is_err);
+        if all_or_none && any_failed {
+            let results = plans
+                .into_iter()
+                .map(|p| match p {
+                    Err((id, errors)) => UpdateResult::Failed { id, errors },
+                    Ok((_, id, _)) => UpdateResult::Failed {
+                        id: Some(id),
+                        errors: vec![RecordError::new(
+                            "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                            "Record rolled back because not all records were valid and the request was using AllOrNone header",
+                            &[],
+                        )],
+                    },
+                })
+                .collect();
+            return (results, Vec::new());
+        }
+        let mut results = Vec::new();
+        let mut events = Vec::new();
+        for plan in plans {
+            let (object, id, fields) = match plan {
+                Ok(p) => p,
+                Err((id, errors)) => {
+                    results.push(UpdateResult::Failed { id, errors });
+                    continue;
+                }
+            };
+            let outcome = match self.update(&id, &fields, now_ms) {
+                Ok(changed) => {
+                    let values = fields
+                        .iter()
+                        .filter(|(k, _)| changed.contains(k))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    events.push(ChangeEvent {
+                        object: object.name,
+                        record_id: id.clone(),
+                        change_type: "UPDATE",
+                        changed_fields: changed,
+                        values,
+                        commit_ms: now_ms,
+                        origin: String::new(),
+                    });
+                    UpdateResult::Ok { id }
+                }
+                Err(errors) => UpdateResult::Failed {
+                    id: Some(id),
+                    errors,
+                },
+            };
+            results.push(outcome);
+        }
+        (results, events)
+    }
+}
+
+/// The 18-character form of a 15- or 18-character record id, or `None` when it is not one
+/// (§2.3: 15 case-sensitive characters plus a 3-character checksum of their upper-case letters).
+fn canonical_id(s: &str) -> Option<String> {
+    if !s.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    match s.len() {
+        15 => Some(to_18(s)),
+        18 if to_18(&s[..15]) == s => Some(s.to_owned()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_ids_are_read_in_15_and_18_character_forms() {
+        let id = record_id("003", 7);
+        assert_eq!(canonical_id(&id), Some(id.clone()));
+        assert_eq!(canonical_id(&id[..15]), Some(id.clone()));
+        let mut bad_checksum = id[..15].to_owned();
+        bad_checksum.push_str("ZZZ");
+        assert_eq!(canonical_id(&bad_checksum), None);
+        for bad in [
+            "",
+            "003",
+            "003RO0000000007AA",
+            "003RO000000000-AAA",
+            "003ééééééé0",
+        ] {
+            assert_eq!(canonical_id(bad), None, "{bad}");
+        }
+    }
+
+    /// An update through Collections changes the record and publishes exactly what an upsert
+    /// that updates the same record does.
+    #[test]
+    fn collection_update_gives_the_same_change_event_as_an_upsert_update() {
+        let vehicle = SObject::find("Vehicle__c").unwrap();
+        let create = json!({"attributes": {"type": "Vehicle__c"}, "VIN__c": "1HGCM82633A004352", "Odometer__c": 10});
+        let mut by_upsert = Store::default();
+        let mut by_update = Store::default();
+        let (created, _) =
+            by_upsert.upsert_collection(vehicle, "VIN__c", std::slice::from_ref(&create), false, 1);
+        by_update.upsert_collection(vehicle, "VIN__c", &[create], false, 1);
+        let UpsertResult::Ok { id, .. } = &created[0] else {
+            panic!("{created:?}");
+        };
+        let (r, upsert_events) = by_upsert.upsert_collection(
+            vehicle,
+            "VIN__c",
+            &[json!({"attributes": {"type": "Vehicle__c"}, "VIN__c": "1HGCM82633A004352", "Odometer__c": 99})],
+            false,
+            50,
+        );
+        assert!(matches!(r[0], UpsertResult::Ok { created: false, .. }));
+        let (r, update_events) = by_update.update_collection(
+            &[json!({"attributes": {"type": "Vehicle__c"}, "Id": id, "Odometer__c": 99})],
+            false,
+            50,
+        );
+        assert_eq!(r, vec![UpdateResult::Ok { id: id.clone() }]);
+        assert_eq!(update_events, upsert_events);
+        assert_eq!(
+            update_events[0].changed_fields,
+            ["Odometer__c", "LastModifiedDate"]
+        );
+        assert_eq!(
+            by_update.by_id(id).unwrap().1,
+            by_upsert.by_id(id).unwrap().1
+        );
+        assert_eq!(by_update.by_id(id).unwrap().1.modstamp_ms, 50);
+    }
+
+    #[test]
+    fn all_or_none_update_writes_nothing_when_one_record_fails() {
+        let contact = SObject::find("Contact").unwrap();
+        let mut store = Store::default();
+        let id = store
+            .insert(
+                contact,
+                Map::from_iter([("LastName".into(), json!("Lee"))]),
+                1,
+                1,
+            )
+            .unwrap();
+        let (r, events) = store.update_collection(
+            &[
+                json!({"attributes": {"type": "Contact"}, "Id": id, "FirstName": "Mei"}),
+                json!({"attributes": {"type": "Contact"}, "Id": id.clone() + "x"}),
+            ],
+            true,
+            5,
+        );
+        assert!(events.is_empty());
+        let codes: Vec<_> = r
+            .iter()
+            .map(|x| match x {
+                UpdateResult::Failed { errors, .. } => errors[0].status_code,
+                UpdateResult::Ok { .. } => "ok",
+            })
+            .collect();
+        assert_eq!(codes, ["ALL_OR_NONE_OPERATION_ROLLED_BACK", "MALFORMED_ID"]);
+        let rec = store.by_id(&id).unwrap().1;
+        assert!(rec.fields.get("FirstName").is_none());
+        assert_eq!(rec.modstamp_ms, 1);
     }
 }
