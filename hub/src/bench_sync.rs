@@ -326,6 +326,10 @@ pub async fn bisync(args: BisyncArgs) -> anyhow::Result<()> {
         p.fields.clear();
     }
     for c in &mut tenant.connectors {
+        if c.id == "hs-marketing" {
+            // HubSpot signs its webhooks with the app's client secret (§3.8).
+            c.webhook_secret = hs.config().client_secret.clone();
+        }
         c.api = match c.id.as_str() {
             "sf-main" => Some(ConnectorApi {
                 base_url: sf.base_url().to_string(),
@@ -339,11 +343,12 @@ pub async fn bisync(args: BisyncArgs) -> anyhow::Result<()> {
                 requests_per_10s: None,
                 headroom: None,
             }),
+            // HubSpot's changes come by webhook; the search poller is the slow safety net.
             "hs-marketing" => Some(ConnectorApi {
                 base_url: hs.base_url().to_string(),
                 token: Some(hs.private_app_token().to_string()),
                 jwt: None,
-                poll_ms: args.poll_ms,
+                poll_ms: 10_000,
                 poll: vec!["contacts".into()],
                 requests_per_10s: None,
                 headroom: None,
@@ -383,6 +388,10 @@ pub async fn bisync(args: BisyncArgs) -> anyhow::Result<()> {
     let bootstrap = topology.runtime.kafka_bootstrap.clone();
     let node = Node::start(topology.clone(), &[Role::All]).await?;
     let control = format!("http://{}", node.control_addr);
+    hs.set_webhook_target(Some(format!(
+        "http://{}/ingest/hubspot/v3/{tenant_id}/hs-marketing",
+        node.ingest_addr.context("ingest runs")?
+    )));
 
     // Both ways first: every person in both systems.
     let sf_emails = |sf: &SalesforceSandbox| -> HashMap<String, String> {
@@ -417,17 +426,18 @@ pub async fn bisync(args: BisyncArgs) -> anyhow::Result<()> {
     let (sf_ids, hs_ids) = everyone;
     let people: Vec<&String> = sf_ids.keys().filter(|e| hs_ids.contains_key(*e)).collect();
     // Let the initial sync's echoes settle so the write counts below are the changes' own.
-    let written = |target: &'static str| {
+    let written_as = |target: &'static str, outcome: &'static str| {
         let control = control.clone();
         async move {
             metric(
                 &control,
-                hub_topology::metrics::SINK_RECORDS_TOTAL,
-                &[("target", target), ("outcome", "written")],
+                hub_topology::metrics::VENDOR_RECORDS_TOTAL,
+                &[("target", target), ("outcome", outcome)],
             )
             .await
         }
     };
+    let written = |target: &'static str| written_as(target, "written");
     let mut settled = (written("hubspot").await?, written("salesforce").await?);
     let quiet = Instant::now();
     loop {
@@ -442,6 +452,7 @@ pub async fn bisync(args: BisyncArgs) -> anyhow::Result<()> {
     // The timed changes: even ones in Salesforce, odd ones in HubSpot, each on its own person.
     let mut pending: HashMap<usize, (bool, String, String, Instant)> = HashMap::new();
     let mut latencies: Vec<i64> = Vec::with_capacity(args.changes);
+    let (mut sf_to_hs, mut hs_to_sf): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
     let mut next = 0usize;
     let mut tick = tokio::time::interval(Duration::from_millis(args.every_ms));
     let deadline = Instant::now()
@@ -479,16 +490,23 @@ pub async fn bisync(args: BisyncArgs) -> anyhow::Result<()> {
                     .and_then(|r| r.get("MailingCity").as_str().map(str::to_string))
             };
             if there.as_deref() == Some(city.as_str()) {
-                arrived.push((*n, at.elapsed().as_millis() as i64));
+                arrived.push((*n, *in_sf, at.elapsed().as_millis() as i64));
             }
         }
-        for (n, ms) in arrived {
+        for (n, in_sf, ms) in arrived {
             pending.remove(&n);
             latencies.push(ms);
+            if in_sf {
+                sf_to_hs.push(ms);
+            } else {
+                hs_to_sf.push(ms);
+            }
         }
     }
     let timed = latencies.len();
     latencies.sort_unstable();
+    sf_to_hs.sort_unstable();
+    hs_to_sf.sort_unstable();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let after = (written("hubspot").await?, written("salesforce").await?);
     let decided = |outcome: &'static str| {
@@ -512,9 +530,14 @@ pub async fn bisync(args: BisyncArgs) -> anyhow::Result<()> {
         "p90_ms": percentile(&latencies, 90.0),
         "p99_ms": percentile(&latencies, 99.0),
         "max_ms": latencies.last().copied().unwrap_or(0),
+        "salesforce_to_hubspot_p50_p99_ms": [percentile(&sf_to_hs, 50.0), percentile(&sf_to_hs, 99.0)],
+        "hubspot_to_salesforce_p50_p99_ms": [percentile(&hs_to_sf, 50.0), percentile(&hs_to_sf, 99.0)],
+        "not_written_back_to_origin": written_as("hubspot", "own_change").await? + written_as("salesforce", "own_change").await?,
         "writes_to_hubspot": after.0 - settled.0,
         "writes_to_salesforce": after.1 - settled.1,
         "echoes": decided("echo").await?,
+        "applied": decided("applied").await?,
+        "skipped": decided("skipped").await?,
         "conflicts": decided("conflict").await?,
         "poll_ms": args.poll_ms,
         "namespace": topology.runtime.namespace,

@@ -82,6 +82,18 @@ pub enum IngestError {
     /// At least one record was not acknowledged by the broker.
     #[error("the hub could not store the records right now; retry the whole request later")]
     BrokerUnavailable(PublishError),
+    /// A vendor's webhook delivery refused: its signature (`signature == true`, 401) or its
+    /// body (400); `code` is the vendor module's stable code.
+    #[error("{message}")]
+    VendorDelivery {
+        code: &'static str,
+        message: String,
+        signature: bool,
+    },
+    /// The vendor's API, asked for the changed records, did not answer: nothing was stored,
+    /// and the vendor retries the delivery.
+    #[error("the hub could not fetch the changed records from the vendor; retry later")]
+    VendorUnavailable(String),
 }
 
 impl IngestError {
@@ -103,7 +115,13 @@ impl IngestError {
             Signature(_) => StatusCode::UNAUTHORIZED,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            RegistryUnavailable(_) | BrokerUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RegistryUnavailable(_) | BrokerUnavailable(_) | VendorUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            VendorDelivery {
+                signature: true, ..
+            } => StatusCode::UNAUTHORIZED,
+            VendorDelivery { .. } => StatusCode::BAD_REQUEST,
             SchemaRegistry(_) | Encoding(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -134,6 +152,8 @@ impl IngestError {
             SchemaRegistry(_) => "schema_registry_error",
             Encoding(_) => "encoding_failed",
             BrokerUnavailable(_) => "broker_unavailable",
+            VendorDelivery { code, .. } => code,
+            VendorUnavailable(_) => "vendor_unavailable",
         }
     }
 
@@ -158,7 +178,9 @@ impl IngestError {
     pub fn retry_after_secs(&self) -> Option<u32> {
         matches!(
             self,
-            IngestError::RegistryUnavailable(_) | IngestError::BrokerUnavailable(_)
+            IngestError::RegistryUnavailable(_)
+                | IngestError::BrokerUnavailable(_)
+                | IngestError::VendorUnavailable(_)
         )
         .then_some(RETRY_AFTER_SECS)
     }

@@ -48,8 +48,17 @@ pub fn router(state: Arc<IngestState>) -> Router {
                 .fallback(|| async { finish_without_records(IngestError::MethodNotAllowed) }),
         )
         .fallback(|| async { finish_without_records(IngestError::NotFound) })
+        .with_state(state.clone());
+    let hubspot = Router::new()
+        .route(
+            "/{tenant}/{connector}",
+            post(crate::hubspot::delivery)
+                .fallback(|| async { finish_without_records(IngestError::MethodNotAllowed) }),
+        )
         .with_state(state);
-    Router::new().nest("/ingest/v1", v1)
+    Router::new()
+        .nest("/ingest/v1", v1)
+        .nest("/ingest/hubspot/v3", hubspot)
 }
 
 /// Metric labels, only ever from the topology: a URL can never mint a new time series.

@@ -17,6 +17,7 @@
 mod body;
 mod error;
 mod http;
+mod hubspot;
 mod idempotency;
 mod kafka;
 mod poll;

@@ -68,16 +68,8 @@ pub fn spawn_pollers(
             if api.poll_ms == 0 {
                 continue;
             }
-            let settings = ApiSettings {
-                connector_id: connector.id.clone(),
-                base_url: api.base_url.clone(),
-                token: api.token.clone(),
-                jwt: api
-                    .jwt
-                    .as_ref()
-                    .map(|j| (j.consumer_key.clone(), j.username.clone())),
-                requests_per_10s: api.requests_per_10s,
-                headroom: api.headroom,
+            let Some(settings) = api_settings(connector) else {
+                continue;
             };
             for object in api.polled(connector) {
                 let Some(mapping) = connector.mapping(object) else {
@@ -85,10 +77,10 @@ pub fn spawn_pollers(
                     continue;
                 };
                 let client = match connector.vendor {
-                    Vendor::Salesforce => {
-                        build::salesforce(&settings).map(|c| Client::Salesforce(c, None))
-                    }
-                    Vendor::Hubspot => build::hubspot(&settings).map(|c| {
+                    Vendor::Salesforce => build::salesforce(&settings)
+                        .map(|c| Client::Salesforce(c, None))
+                        .map_err(|e| e.to_string()),
+                    Vendor::Hubspot => state.hubspot_client(&tenant.id, connector).map(|c| {
                         Client::HubSpot(
                             c,
                             Window {
@@ -194,19 +186,7 @@ impl Poll {
                         records = read.records.len(),
                         "search window read"
                     );
-                    let docs: Vec<Value> = read
-                        .records
-                        .iter()
-                        .map(|o| {
-                            json!({
-                                "id": o.id,
-                                "properties": o.properties,
-                                "createdAt": o.created_at,
-                                "updatedAt": o.updated_at,
-                                "archived": o.archived,
-                            })
-                        })
-                        .collect();
+                    let docs: Vec<Value> = read.records.iter().map(crm_doc).collect();
                     published += publish(state, &self.tenant, &self.connector, &self.mapping, docs)
                         .await
                         .map_err(|e| e.to_string())?;
@@ -218,7 +198,34 @@ impl Poll {
     }
 }
 
-async fn publish(
+/// A connector's client settings, from its `api:` section.
+pub(crate) fn api_settings(connector: &Connector) -> Option<ApiSettings> {
+    let api = connector.api.as_ref()?;
+    Some(ApiSettings {
+        connector_id: connector.id.clone(),
+        base_url: api.base_url.clone(),
+        token: api.token.clone(),
+        jwt: api
+            .jwt
+            .as_ref()
+            .map(|j| (j.consumer_key.clone(), j.username.clone())),
+        requests_per_10s: api.requests_per_10s,
+        headroom: api.headroom,
+    })
+}
+
+/// A HubSpot CRM object as the v3 API returns it, the shape the shipped mappings read.
+pub(crate) fn crm_doc(o: &hub_connectors::hubspot::read::CrmObject) -> Value {
+    json!({
+        "id": o.id,
+        "properties": o.properties,
+        "createdAt": o.created_at,
+        "updatedAt": o.updated_at,
+        "archived": o.archived,
+    })
+}
+
+pub(crate) async fn publish(
     state: &IngestState,
     tenant: &Tenant,
     connector: &Connector,
@@ -273,7 +280,7 @@ fn selected_fields(mapping: &EntityMapping) -> Vec<String> {
 }
 
 /// The HubSpot properties a mapping reads (`/properties/email` → `email`).
-fn hubspot_properties(mapping: &EntityMapping) -> Vec<String> {
+pub(crate) fn hubspot_properties(mapping: &EntityMapping) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for p in mapping.fields.values().filter_map(|f| f.from.as_deref()) {
         if let Some(name) = p.strip_prefix("/properties/")

@@ -58,6 +58,11 @@ pub struct IngestState {
     pub(crate) codec: Arc<Codec>,
     pub(crate) limits: IngestLimits,
     pub(crate) idempotency: IdempotencyCache,
+    /// One HubSpot client per connector, shared by its poller and its webhook endpoint, so
+    /// both spend one rate limit.
+    pub(crate) hubspot_clients: std::sync::Mutex<
+        std::collections::HashMap<String, hub_connectors::hubspot::client::HubSpotClient>,
+    >,
 }
 
 impl IngestState {
@@ -81,7 +86,30 @@ impl IngestState {
             codec,
             limits,
             idempotency,
+            hubspot_clients: Default::default(),
         }
+    }
+
+    /// The HubSpot client of `connector` of `tenant` (built on first use from its `api:`
+    /// section), or why there is none.
+    pub(crate) fn hubspot_client(
+        &self,
+        tenant: &str,
+        connector: &hub_topology::Connector,
+    ) -> Result<hub_connectors::hubspot::client::HubSpotClient, String> {
+        let key = format!("{tenant}/{}", connector.id);
+        let mut clients = self
+            .hubspot_clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let settings = crate::poll::api_settings(connector)
+            .ok_or_else(|| format!("connector '{}' has no api: section", connector.id))?;
+        let client = hub_connectors::build::hubspot(&settings).map_err(|e| e.to_string())?;
+        clients.insert(key, client.clone());
+        Ok(client)
     }
 
     pub fn limits(&self) -> &IngestLimits {

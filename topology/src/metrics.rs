@@ -42,6 +42,10 @@ pub const IDENTITY_LINKS_TOTAL: &str = "hub_identity_links_total";
 /// Records a poller read from a vendor's API and published. Label: connector. Appears with
 /// the first record of a connector that has an `api:` section.
 pub const POLL_RECORDS_TOTAL: &str = "hub_poll_records_total";
+/// Records a vendor sink handled. Labels: target, outcome (`written`: sent and acknowledged
+/// by the vendor; `own_change`: the version came from the target's own system, not sent;
+/// `deletion`: not propagated yet). Appears with a vendor target's first batch.
+pub const VENDOR_RECORDS_TOTAL: &str = "hub_sink_vendor_records_total";
 /// Poll rounds that failed (the next round tries again). Label: connector.
 pub const POLL_ERRORS_TOTAL: &str = "hub_poll_errors_total";
 

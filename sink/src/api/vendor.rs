@@ -28,6 +28,7 @@ use hub_connectors::hubspot::write::{UpsertInput, UpsertOutcome};
 use hub_connectors::salesforce::client::SalesforceClient;
 use hub_connectors::salesforce::write::Outcome as SfOutcome;
 use hub_schemas::Entity;
+use hub_topology::metrics as m;
 use hub_topology::{Connector, FieldMapping, TargetKind, Tenant, Transform, Vendor};
 use serde_json::{Map, Value as Json};
 
@@ -253,6 +254,9 @@ impl Sink for VendorSink {
             // A deletion is not propagated yet; a version the target's own system made is
             // what that system already holds (writing it back would only make an echo).
             if r.deleted || r.origin.as_deref() == Some(self.connector.as_str()) {
+                let outcome = if r.deleted { "deletion" } else { "own_change" };
+                metrics::counter!(m::VENDOR_RECORDS_TOTAL, "target" => self.target_id.clone(), "outcome" => outcome)
+                    .increment(1);
                 results[i] = Some(WriteResult::Ok);
                 continue;
             }
@@ -285,6 +289,9 @@ impl Sink for VendorSink {
                 Client::Salesforce(c) => self.write_salesforce(c, &inputs).await,
             }
         };
+        let written = per_input.iter().filter(|r| r.is_ok()).count();
+        metrics::counter!(m::VENDOR_RECORDS_TOTAL, "target" => self.target_id.clone(), "outcome" => "written")
+            .increment(written as u64);
         results
             .into_iter()
             .zip(input_of_record)
