@@ -325,59 +325,8 @@ pub async fn bisync(args: BisyncArgs) -> anyhow::Result<()> {
     if let Some(p) = tenant.conflicts.get_mut("customer") {
         p.fields.clear();
     }
-    for c in &mut tenant.connectors {
-        if c.id == "hs-marketing" {
-            // HubSpot signs its webhooks with the app's client secret (§3.8).
-            c.webhook_secret = hs.config().client_secret.clone();
-        }
-        c.api = match c.id.as_str() {
-            "sf-main" => Some(ConnectorApi {
-                base_url: sf.base_url().to_string(),
-                token: None,
-                jwt: Some(JwtBearerSettings {
-                    consumer_key: sf.config().consumer_key.clone(),
-                    username: sf.config().username.clone(),
-                }),
-                poll_ms: args.poll_ms,
-                poll: vec!["Contact".into()],
-                requests_per_10s: None,
-                headroom: None,
-            }),
-            // HubSpot's changes come by webhook; the search poller is the slow safety net.
-            "hs-marketing" => Some(ConnectorApi {
-                base_url: hs.base_url().to_string(),
-                token: Some(hs.private_app_token().to_string()),
-                jwt: None,
-                poll_ms: 10_000,
-                poll: vec!["contacts".into()],
-                requests_per_10s: None,
-                headroom: None,
-            }),
-            _ => None,
-        };
-    }
-    tenant.targets = vec![
-        Target {
-            id: "hubspot".into(),
-            kind: TargetKind::Vendor {
-                connector: "hs-marketing".into(),
-                object: None,
-                id_property: "email".into(),
-                id_field: "email".into(),
-                batch_size: 100,
-            },
-        },
-        Target {
-            id: "salesforce".into(),
-            kind: TargetKind::Vendor {
-                connector: "sf-main".into(),
-                object: Some("Contact".into()),
-                id_property: "DMS_Customer_Id__c".into(),
-                id_field: "key".into(),
-                batch_size: 200,
-            },
-        },
-    ];
+    sync_both_ways(tenant, &sf, &hs, args.poll_ms);
+    tenant.targets.retain(|t| t.id != "reporting");
     tenant.routes = vec![Route {
         entities: vec![Entity::Customer],
         targets: vec!["hubspot".into(), "salesforce".into()],
@@ -463,7 +412,7 @@ pub async fn bisync(args: BisyncArgs) -> anyhow::Result<()> {
         if next < args.changes {
             let email = people[next % people.len()].clone();
             let city = format!("City{run_id}x{next}");
-            let in_sf = next % 2 == 0;
+            let in_sf = next.is_multiple_of(2);
             if in_sf {
                 let fields = json!({ "MailingCity": city });
                 sf.update(
@@ -574,4 +523,79 @@ async fn metric(control: &str, name: &str, labels: &[(&str, &str)]) -> anyhow::R
         .filter(|l| wanted.iter().all(|w| l.contains(w.as_str())))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum())
+}
+
+/// Wires `tenant`'s `sf-main` and `hs-marketing` connectors to the two sandboxes (Salesforce
+/// polled every `sf_poll_ms`; HubSpot by webhook — the caller points the sandbox's webhook at
+/// `/ingest/hubspot/v3/<tenant>/hs-marketing` — with a slow search poll as the safety net)
+/// and adds the vendor targets `hubspot` (upsert by email) and `salesforce` (update by `Id`,
+/// or create by the `DMS_Customer_Id__c` external id), routing customers to both.
+pub fn sync_both_ways(
+    tenant: &mut hub_topology::Tenant,
+    sf: &SalesforceSandbox,
+    hs: &HubSpotSandbox,
+    sf_poll_ms: u64,
+) {
+    for c in &mut tenant.connectors {
+        if c.id == "hs-marketing" {
+            // HubSpot signs its webhooks with the app's client secret (§3.8).
+            c.webhook_secret = hs.config().client_secret.clone();
+        }
+        c.api = match c.id.as_str() {
+            "sf-main" => Some(ConnectorApi {
+                base_url: sf.base_url().to_string(),
+                token: None,
+                jwt: Some(JwtBearerSettings {
+                    consumer_key: sf.config().consumer_key.clone(),
+                    username: sf.config().username.clone(),
+                }),
+                poll_ms: sf_poll_ms,
+                poll: vec!["Contact".into()],
+                requests_per_10s: None,
+                headroom: None,
+            }),
+            "hs-marketing" => Some(ConnectorApi {
+                base_url: hs.base_url().to_string(),
+                token: Some(hs.private_app_token().to_string()),
+                jwt: None,
+                poll_ms: 10_000,
+                poll: vec!["contacts".into()],
+                requests_per_10s: None,
+                headroom: None,
+            }),
+            _ => None,
+        };
+    }
+    tenant
+        .targets
+        .retain(|t| t.id != "hubspot" && t.id != "salesforce");
+    tenant.targets.push(Target {
+        id: "hubspot".into(),
+        kind: TargetKind::Vendor {
+            connector: "hs-marketing".into(),
+            object: None,
+            id_property: "email".into(),
+            id_field: "email".into(),
+            batch_size: 100,
+        },
+    });
+    tenant.targets.push(Target {
+        id: "salesforce".into(),
+        kind: TargetKind::Vendor {
+            connector: "sf-main".into(),
+            object: Some("Contact".into()),
+            id_property: "DMS_Customer_Id__c".into(),
+            id_field: "key".into(),
+            batch_size: 200,
+        },
+    });
+    for r in &mut tenant.routes {
+        if r.entities.contains(&Entity::Customer) {
+            r.targets.retain(|t| t != "hubspot" && t != "salesforce");
+        }
+    }
+    tenant.routes.push(Route {
+        entities: vec![Entity::Customer],
+        targets: vec!["hubspot".into(), "salesforce".into()],
+    });
 }

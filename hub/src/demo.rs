@@ -3,8 +3,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use clap::Args;
 use hub_connectors::generic::signature;
+use hub_sandbox::hubspot::seed::SeedSize as HubSpotSeed;
+use hub_sandbox::hubspot::store::ObjectType;
+use hub_sandbox::salesforce::seed::SeedSize as SalesforceSeed;
+use hub_sandbox::{HubSpotConfig, HubSpotSandbox, SalesforceConfig, SalesforceSandbox};
 use serde_json::{Value, json};
 
 use crate::node::{Node, wait_for_signal};
@@ -18,6 +24,10 @@ pub struct DemoArgs {
     /// Sample changes posted per second (0: none).
     #[arg(long, default_value_t = 2)]
     rate: u32,
+    /// Leave out the Salesforce and HubSpot sandboxes and the `demo-sync` tenant that syncs
+    /// them both ways.
+    #[arg(long)]
+    no_sandboxes: bool,
     #[command(flatten)]
     overrides: Overrides,
 }
@@ -30,6 +40,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     args.overrides.apply(&mut topology.runtime);
     crate::admin::ensure_local_kafka(&topology.runtime.kafka_bootstrap).await?;
+    let sandboxes = if args.config.is_none() && !args.no_sandboxes {
+        Some(start_sandboxes(&mut topology).await?)
+    } else {
+        None
+    };
     let node = Node::start(topology.clone(), &[Role::All]).await?;
     let ingest = node.ingest_addr.expect("demo runs ingest");
     let secret = topology.tenants[0].connectors[0].webhook_secret.clone();
@@ -55,6 +70,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         kafka = topology.runtime.kafka_bootstrap,
         rate = args.rate,
     );
+    let edits = sandboxes.as_ref().map(|(sf, hs)| {
+        hs.set_webhook_target(Some(format!(
+            "http://{ingest}/ingest/hubspot/v3/{SYNC_TENANT}/hs-marketing"
+        )));
+        println!(
+            "Sandboxes: Salesforce {sf_url} and HubSpot {hs_url}, {n} different people in each.\
+             \nTenant '{SYNC_TENANT}' syncs them both ways: every person appears in the other system\
+             \nwithin seconds, and an edit on either side (one every {every} s here) reaches the other.\
+             \nSee them in the SQL sink's canonical_customer (tenant_id = '{SYNC_TENANT}') or in the\
+             \nsandboxes' APIs (`hub sandbox` prints their credentials).\n",
+            sf_url = sf.base_url(),
+            hs_url = hs.base_url(),
+            n = SANDBOX_PEOPLE,
+            every = EDIT_EVERY.as_secs(),
+        );
+        tokio::spawn(simulated_edits(sf.clone(), hs.clone()))
+    });
     let traffic = (args.rate > 0).then(|| {
         let base = format!("http://{ingest}");
         let tenant = topology.tenants[0].clone();
@@ -82,8 +114,78 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if let Some(t) = traffic {
         t.abort();
     }
+    if let Some(t) = edits {
+        t.abort();
+    }
     node.shutdown().await;
     Ok(())
+}
+
+/// The tenant the demo syncs between the two sandboxes.
+const SYNC_TENANT: &str = "demo-sync";
+/// People seeded in each sandbox (different ones on each side).
+const SANDBOX_PEOPLE: usize = 500;
+/// How often the demo edits a contact in one sandbox or the other.
+const EDIT_EVERY: Duration = Duration::from_secs(3);
+
+/// Starts both sandboxes, seeded, and adds the `demo-sync` tenant that syncs them both ways:
+/// the demo tenant's connectors and SQL reporting, plus the vendor targets.
+async fn start_sandboxes(
+    topology: &mut hub_topology::Topology,
+) -> anyhow::Result<(Arc<SalesforceSandbox>, Arc<HubSpotSandbox>)> {
+    let sf = SalesforceSandbox::start(SalesforceConfig {
+        seed: 11,
+        seed_size: SalesforceSeed {
+            accounts: 20,
+            contacts: SANDBOX_PEOPLE,
+            leads: 0,
+            opportunities: 0,
+            vehicles: 0,
+        },
+        daily_api_requests: 10_000_000,
+        ..Default::default()
+    })
+    .await?;
+    let hs = HubSpotSandbox::start(HubSpotConfig {
+        seed: 29,
+        seed_size: HubSpotSeed {
+            contacts: SANDBOX_PEOPLE,
+            companies: 0,
+            deals: 0,
+        },
+        ..Default::default()
+    })
+    .await?;
+    let mut tenant = topology.tenants[0].clone();
+    tenant.id = SYNC_TENANT.into();
+    tenant.name = Some("Demo: Salesforce ⇄ HubSpot sandboxes".into());
+    tenant
+        .connectors
+        .retain(|c| c.id == "sf-main" || c.id == "hs-marketing");
+    crate::bench_sync::sync_both_ways(&mut tenant, &sf, &hs, 1000);
+    topology.tenants.push(tenant);
+    Ok((Arc::new(sf), Arc::new(hs)))
+}
+
+/// A person editing contacts: a city, every few seconds, alternately in each sandbox.
+async fn simulated_edits(sf: Arc<SalesforceSandbox>, hs: Arc<HubSpotSandbox>) {
+    const CITIES: [&str; 6] = ["Austin", "Denver", "Tulsa", "Omaha", "Boise", "Reno"];
+    for i in 0usize.. {
+        tokio::time::sleep(EDIT_EVERY).await;
+        let city = CITIES[i % CITIES.len()];
+        if i % 2 == 0 {
+            let records = sf.records("Contact");
+            if let Some(r) = records.get((i * 7) % records.len().max(1)) {
+                let fields = json!({ "MailingCity": city });
+                let _ = sf.update(&r.id, fields.as_object().cloned().unwrap_or_default());
+            }
+        } else {
+            let objects = hs.objects(ObjectType::Contacts);
+            if let Some(o) = objects.get((i * 7) % objects.len().max(1)) {
+                let _ = hs.update_contact(o.id, &[("city", city)]);
+            }
+        }
+    }
 }
 
 /// The i-th sample change: Salesforce contacts and vehicles, HubSpot contacts, and now and
