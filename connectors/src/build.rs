@@ -9,7 +9,9 @@ use crate::error::{ErrorClass, VendorError};
 use crate::http::{MetricsMeter, RetryPolicy, Secret};
 use crate::hubspot::auth::HubSpotAuth;
 use crate::hubspot::client::{HubSpotClient, HubSpotClientConfig};
-use crate::salesforce::auth::{JwtBearer, SalesforceAuth, Session, UnverifiedSandboxSigner};
+use crate::salesforce::auth::{
+    JwtBearer, JwtSigner, Rs256Signer, SalesforceAuth, Session, UnverifiedSandboxSigner,
+};
 use crate::salesforce::client::{SalesforceClient, SalesforceClientConfig};
 
 /// One connection's API settings.
@@ -22,6 +24,9 @@ pub struct ApiSettings {
     pub token: Option<String>,
     /// Salesforce JWT bearer flow: (consumer key, username).
     pub jwt: Option<(String, String)>,
+    /// The JWT flow's signing key (PKCS#8 PEM); without it assertions go unsigned, which
+    /// only the sandbox accepts.
+    pub jwt_private_key: Option<String>,
     /// HubSpot: requests per rolling 10 s of the account's tier.
     pub requests_per_10s: Option<u32>,
     /// The share of the vendor's limits the hub may use (default 0.9: the rest is left to
@@ -72,8 +77,9 @@ pub fn hubspot(s: &ApiSettings) -> Result<HubSpotClient, VendorError> {
 /// A Salesforce client: on a session token (`base_url` the instance URL), or on the JWT
 /// bearer flow (`base_url` the login URL).
 ///
-/// The JWT flow signs with [`UnverifiedSandboxSigner`] until the RS256 signer lands: it is
-/// accepted by the sandbox only, and a real org answers `invalid_grant`.
+/// The JWT flow signs RS256 with `jwt_private_key` ([`Rs256Signer`]); without a key it falls
+/// back to [`UnverifiedSandboxSigner`], which the sandbox accepts and a real org answers with
+/// `invalid_grant`.
 pub fn salesforce(s: &ApiSettings) -> Result<SalesforceClient, VendorError> {
     let base = s.base_url.trim_end_matches('/').to_string();
     let config = SalesforceClientConfig {
@@ -94,17 +100,29 @@ pub fn salesforce(s: &ApiSettings) -> Result<SalesforceClient, VendorError> {
             refresh_token: None,
             issued_at_ms: None,
         }),
-        (None, Some((consumer_key, username))) => SalesforceAuth::jwt(
-            JwtBearer {
-                login_url: base,
-                consumer_key: consumer_key.clone(),
-                username: username.clone(),
-                audience: "https://login.salesforce.com".into(),
-                assertion_lifetime: Duration::from_secs(180),
-                signer: Arc::new(UnverifiedSandboxSigner),
-            },
-            http.clone(),
-        ),
+        (None, Some((consumer_key, username))) => {
+            let signer: Arc<dyn JwtSigner> = match &s.jwt_private_key {
+                Some(pem) => Arc::new(Rs256Signer::from_pem(pem).map_err(config_error)?),
+                None => {
+                    tracing::warn!(
+                        connector = %s.connector_id,
+                        "JWT bearer flow without a private key: assertions go unsigned, which only the sandbox accepts"
+                    );
+                    Arc::new(UnverifiedSandboxSigner)
+                }
+            };
+            SalesforceAuth::jwt(
+                JwtBearer {
+                    login_url: base,
+                    consumer_key: consumer_key.clone(),
+                    username: username.clone(),
+                    audience: "https://login.salesforce.com".into(),
+                    assertion_lifetime: Duration::from_secs(180),
+                    signer,
+                },
+                http.clone(),
+            )
+        }
         (None, None) => {
             return Err(config_error(
                 "a Salesforce connector's api needs a token or jwt settings".into(),

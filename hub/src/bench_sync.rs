@@ -95,6 +95,7 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
                 jwt: Some(JwtBearerSettings {
                     consumer_key: sf.config().consumer_key.clone(),
                     username: sf.config().username.clone(),
+                    private_key: None,
                 }),
                 poll_ms: 500,
                 poll: vec!["Contact".into()],
@@ -548,6 +549,7 @@ pub fn sync_both_ways(
                 jwt: Some(JwtBearerSettings {
                     consumer_key: sf.config().consumer_key.clone(),
                     username: sf.config().username.clone(),
+                    private_key: None,
                 }),
                 poll_ms: sf_poll_ms,
                 poll: vec!["Contact".into()],

@@ -209,6 +209,7 @@ pub(crate) fn api_settings(connector: &Connector) -> Option<ApiSettings> {
             .jwt
             .as_ref()
             .map(|j| (j.consumer_key.clone(), j.username.clone())),
+        jwt_private_key: api.jwt.as_ref().and_then(|j| j.private_key.clone()),
         requests_per_10s: api.requests_per_10s,
         headroom: api.headroom,
     })

@@ -66,6 +66,7 @@ async fn edits_on_either_side_arrive_on_the_other_once() -> anyhow::Result<()> {
                     jwt: Some(JwtBearerSettings {
                         consumer_key: key.clone(),
                         username: user.clone(),
+                        private_key: None,
                     }),
                     poll_ms: 200,
                     poll: vec!["Contact".into()],

@@ -59,6 +59,7 @@ async fn salesforce_contacts_reach_hubspot_and_their_echoes_stop_there() -> anyh
                     jwt: Some(JwtBearerSettings {
                         consumer_key: key.clone(),
                         username: user.clone(),
+                        private_key: None,
                     }),
                     poll_ms: 200,
                     poll: vec!["Contact".into()],

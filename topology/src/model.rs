@@ -179,6 +179,10 @@ pub struct ConnectorApi {
 pub struct JwtBearerSettings {
     pub consumer_key: String,
     pub username: String,
+    /// The connected app's private key, PKCS#8 PEM (usually `${SF_JWT_KEY}`): assertions are
+    /// signed RS256 with it. Without it they go unsigned, which only the sandbox accepts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<String>,
 }
 
 fn default_poll_ms() -> u64 {

@@ -209,6 +209,59 @@ pub trait JwtSigner: Send + Sync {
     fn sign_rs256(&self, signing_input: &[u8]) -> Result<Vec<u8>, String>;
 }
 
+/// RS256 with the connected app's private key (PKCS#8 PEM, `-----BEGIN PRIVATE KEY-----`),
+/// as Salesforce's JWT bearer flow requires (§2.1): RSASSA-PKCS1-v1_5 over SHA-256, by
+/// `ring`.
+pub struct Rs256Signer {
+    key: ring::signature::RsaKeyPair,
+    rng: ring::rand::SystemRandom,
+}
+
+impl std::fmt::Debug for Rs256Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key stays out of logs.
+        f.write_str("Rs256Signer(***)")
+    }
+}
+
+impl Rs256Signer {
+    /// From a PKCS#8 PEM private key; the error says what is wrong without echoing the key.
+    pub fn from_pem(pem: &str) -> Result<Self, String> {
+        use rustls_pki_types::PrivatePkcs8KeyDer;
+        use rustls_pki_types::pem::PemObject;
+        let der = PrivatePkcs8KeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| {
+            format!("the JWT signing key is not a PKCS#8 PEM private key ({e}); convert it with `openssl pkcs8 -topk8 -nocrypt`")
+        })?;
+        let key = ring::signature::RsaKeyPair::from_pkcs8(der.secret_pkcs8_der())
+            .map_err(|e| format!("the JWT signing key is not a usable RSA key: {e}"))?;
+        Ok(Rs256Signer {
+            key,
+            rng: ring::rand::SystemRandom::new(),
+        })
+    }
+
+    /// The public key (DER `RSAPublicKey`), for checking a signature.
+    pub fn public_key(&self) -> Vec<u8> {
+        use ring::signature::KeyPair;
+        self.key.public_key().as_ref().to_vec()
+    }
+}
+
+impl JwtSigner for Rs256Signer {
+    fn sign_rs256(&self, signing_input: &[u8]) -> Result<Vec<u8>, String> {
+        let mut sig = vec![0u8; self.key.public().modulus_len()];
+        self.key
+            .sign(
+                &ring::signature::RSA_PKCS1_SHA256,
+                &self.rng,
+                signing_input,
+                &mut sig,
+            )
+            .map_err(|_| "RSA signing failed".to_string())?;
+        Ok(sig)
+    }
+}
+
 /// A signer that does not sign: only for the sandbox, which checks claims but not signatures.
 /// Real Salesforce rejects its assertions.
 #[derive(Debug, Clone, Copy, Default)]
@@ -401,6 +454,49 @@ impl Credentials for SalesforceAuth {
 
 #[cfg(test)]
 mod tests {
+
+    /// A throwaway 2048-bit key made for this test with `openssl genpkey`; it signs nothing
+    /// anywhere else.
+    const TEST_KEY: &str = include_str!("test_jwt_key.pem");
+
+    #[test]
+    fn rs256_assertions_verify_with_the_public_key() {
+        use ring::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
+        let signer = Rs256Signer::from_pem(TEST_KEY).unwrap();
+        let public = signer.public_key();
+        let jwt = JwtBearer {
+            login_url: "https://login.salesforce.com".into(),
+            consumer_key: "3MVG9key".into(),
+            username: "integration@example.com".into(),
+            audience: "https://login.salesforce.com".into(),
+            assertion_lifetime: Duration::from_secs(180),
+            signer: Arc::new(signer),
+        };
+        let assertion = jwt.assertion(1_800_000_000).unwrap();
+        let text = assertion.expose().to_string();
+        let (input, sig) = text.rsplit_once('.').unwrap();
+        let sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+        UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &public)
+            .verify(input.as_bytes(), &sig)
+            .expect("the signature verifies");
+        let tampered = input.replacen('e', "f", 1);
+        assert!(
+            UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, &public)
+                .verify(tampered.as_bytes(), &sig)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_key_that_is_not_pkcs8_pem_is_refused_without_echoing_it() {
+        let e = Rs256Signer::from_pem(
+            "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap_err();
+        assert!(!e.contains("not a key"), "{e}");
+        assert!(Rs256Signer::from_pem("hello").is_err());
+    }
+
     use super::*;
 
     #[test]
