@@ -1,12 +1,14 @@
 //! Clients from plain settings: what a topology's `api:` section says, without this crate
-//! knowing the topology. Ingest's pollers and the vendor sinks build their clients here, so
-//! both sides of one connection share the vendor's limits the same way.
+//! knowing the topology. Ingest's pollers and webhook reads and the vendor sinks build their
+//! clients here, and every client of one vendor account in the process waits on the same
+//! limiter, since the vendor counts the account's calls together.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::error::{ErrorClass, VendorError};
-use crate::http::{MetricsMeter, RetryPolicy, Secret};
+use crate::http::{MetricsMeter, RetryPolicy, Secret, SharedLimiter};
 use crate::hubspot::auth::HubSpotAuth;
 use crate::hubspot::client::{HubSpotClient, HubSpotClientConfig};
 use crate::salesforce::auth::{
@@ -32,6 +34,28 @@ pub struct ApiSettings {
     /// The share of the vendor's limits the hub may use (default 0.9: the rest is left to
     /// the dealer's other tools).
     pub headroom: Option<f64>,
+}
+
+/// One limiter per vendor account in this process, whoever calls it (a poller, a webhook's
+/// batch read, a sink): the vendor counts the account's calls together, so the hub must too.
+/// Keyed by vendor, base URL and a hash of the credential (never the credential itself).
+fn account_limiter(
+    vendor: &str,
+    base_url: &str,
+    credential: &str,
+    make: impl FnOnce() -> Arc<SharedLimiter>,
+) -> Arc<SharedLimiter> {
+    use sha2::{Digest, Sha256};
+    static LIMITERS: OnceLock<Mutex<HashMap<String, Arc<SharedLimiter>>>> = OnceLock::new();
+    let key = format!(
+        "{vendor} {base_url} {}",
+        hex::encode(Sha256::digest(credential.as_bytes()))
+    );
+    let mut all = LIMITERS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    all.entry(key).or_insert_with(make).clone()
 }
 
 fn config_error(message: String) -> VendorError {
@@ -61,9 +85,10 @@ pub fn hubspot(s: &ApiSettings) -> Result<HubSpotClient, VendorError> {
         .token
         .clone()
         .ok_or_else(|| config_error("a HubSpot connector's api needs a token".into()))?;
+    let limiter = account_limiter("hubspot", &config.base_url, &token, || config.limiter());
     let http = config.http(
         &s.connector_id,
-        config.limiter(),
+        limiter,
         Arc::new(MetricsMeter),
         RetryPolicy::default(),
     )?;
@@ -87,9 +112,15 @@ pub fn salesforce(s: &ApiSettings) -> Result<SalesforceClient, VendorError> {
         ..Default::default()
     };
     config.validate().map_err(config_error)?;
+    let credential = s
+        .token
+        .clone()
+        .or_else(|| s.jwt.as_ref().map(|(key, user)| format!("{key}/{user}")))
+        .unwrap_or_default();
+    let limiter = account_limiter("salesforce", &base, &credential, || config.limiter());
     let http = config.http(
         &s.connector_id,
-        config.limiter(),
+        limiter,
         Arc::new(MetricsMeter),
         RetryPolicy::default(),
     )?;
