@@ -28,7 +28,11 @@ pub async fn ensure_topics(
         .iter()
         .map(|t| {
             let topic = NewTopic::new(t, partitions, TopicReplication::Fixed(replication));
-            if t.contains(".state.") || t.ends_with(".xref") || t.ends_with(".links") {
+            if t.contains(".state.")
+                || t.ends_with(".xref")
+                || t.ends_with(".links")
+                || t.ends_with(".cursors")
+            {
                 // Tables: the last record per key is the truth, kept for as long as the key.
                 return topic.set("cleanup.policy", "compact");
             }

@@ -101,6 +101,7 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
                 poll: vec!["Contact".into()],
                 requests_per_10s: None,
                 headroom: None,
+                public_url: None,
             }),
             "hs-marketing" => Some(ConnectorApi {
                 base_url: hs.base_url().to_string(),
@@ -110,6 +111,7 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
                 poll: Vec::new(),
                 requests_per_10s: Some(args.hubspot_per_10s),
                 headroom: Some(args.headroom),
+                public_url: None,
             }),
             _ => None,
         };
@@ -555,6 +557,7 @@ pub fn sync_both_ways(
                 poll: vec!["Contact".into()],
                 requests_per_10s: None,
                 headroom: None,
+                public_url: None,
             }),
             "hs-marketing" => Some(ConnectorApi {
                 base_url: hs.base_url().to_string(),
@@ -564,6 +567,7 @@ pub fn sync_both_ways(
                 poll: vec!["contacts".into()],
                 requests_per_10s: None,
                 headroom: None,
+                public_url: None,
             }),
             _ => None,
         };

@@ -11,8 +11,8 @@
 //! events (HubSpot does not retry a 4xx); 503 when HubSpot's API or the broker is away (it
 //! retries those).
 //!
-//! The URL HubSpot signed is rebuilt from the `Host` header and the request path, so a proxy
-//! in front of the hub must pass `Host` through unchanged.
+//! The URL HubSpot signed is rebuilt from the connector's `api.public_url` (behind TLS
+//! termination: `https://…`) or else `http://` + the `Host` header, and the request path.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -73,7 +73,10 @@ async fn handle(
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let url = format!("http://{host}{path}");
+    let url = match connector.api.as_ref().and_then(|a| a.public_url.as_deref()) {
+        Some(base) => format!("{}{path}", base.trim_end_matches('/')),
+        None => format!("http://{host}{path}"),
+    };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let events = accept_delivery(
         connector.webhook_secret.as_bytes(),

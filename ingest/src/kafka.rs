@@ -188,3 +188,80 @@ mod tests {
         );
     }
 }
+
+/// Reads a compacted topic of JSON values from the beginning to its end as of now: key →
+/// latest value (a tombstone removes the key). Fails after `timeout`.
+pub(crate) fn read_table(
+    bootstrap: &str,
+    topic: &str,
+    timeout: Duration,
+) -> Result<std::collections::HashMap<String, serde_json::Value>, KafkaError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::{Offset, TopicPartitionList};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "hub-table-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = Vec::new();
+    for p in &partitions {
+        let (_, high) = consumer.fetch_watermarks(topic, *p, timeout)?;
+        if high > 0 {
+            tpl.add_partition_offset(topic, *p, Offset::Beginning)?;
+            ends.push((*p, high));
+        }
+    }
+    let mut table = std::collections::HashMap::new();
+    if ends.is_empty() {
+        return Ok(table);
+    }
+    consumer.assign(&tpl)?;
+    let deadline = Instant::now() + timeout;
+    let mut at: std::collections::HashMap<i32, i64> = Default::default();
+    while ends
+        .iter()
+        .any(|(p, high)| at.get(p).copied().unwrap_or(0) < *high)
+    {
+        if Instant::now() > deadline {
+            return Err(KafkaError::Global(RDKafkaErrorCode::OperationTimedOut));
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                at.insert(m.partition(), m.offset() + 1);
+                let Some(key) = m.key().map(|k| String::from_utf8_lossy(k).into_owned()) else {
+                    continue;
+                };
+                match m.payload().and_then(|v| serde_json::from_slice(v).ok()) {
+                    Some(v) => {
+                        table.insert(key, v);
+                    }
+                    None => {
+                        table.remove(&key);
+                    }
+                }
+            }
+            Some(Err(e)) => return Err(e),
+            None => {
+                // The position says when the end is reached past offsets compaction removed.
+                if let Ok(pos) = consumer.position() {
+                    for e in pos.elements() {
+                        if let Offset::Offset(o) = e.offset() {
+                            let seen = at.entry(e.partition()).or_insert(0);
+                            *seen = (*seen).max(o);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(table)
+}

@@ -10,10 +10,10 @@
 //!   time windows narrowed below the 10,000-results cap, up to a horizon a few seconds before
 //!   now because search is eventually consistent (§3.4).
 //!
-//! The cursor advances only after the broker acknowledged a page, so a crash re-reads at
-//! most a page (the resolve stage treats a system repeating itself as no change). Cursors
-//! are kept in memory: a restarted node reads each object again from the beginning, which
-//! is an initial sync's cost in API calls (persisting them is on the connector issue).
+//! The cursor advances only after the broker acknowledged what it covers, and is recorded on
+//! the compacted `<ns>.cursors` after each round; a restarted poller reads on from there. A
+//! crash re-reads at most a round (the resolve stage treats a system repeating itself as no
+//! change).
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -116,7 +116,78 @@ pub fn spawn_pollers(
 }
 
 impl Poll {
+    /// `<tenant>/<connector>/<object>`: this poller's key on `<ns>.cursors`.
+    fn cursor_key(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.tenant.id, self.connector.id, self.mapping.vendor_entity
+        )
+    }
+
+    /// Where the previous incarnation stopped, from `<ns>.cursors`.
+    async fn resume(&mut self, state: &IngestState) {
+        let bootstrap = state.topology.runtime.kafka_bootstrap.clone();
+        let topic = state.topology.topic_names().cursors();
+        let key = self.cursor_key();
+        let saved = tokio::task::spawn_blocking(move || {
+            crate::kafka::read_table(&bootstrap, &topic, Duration::from_secs(10))
+                .map(|mut t| t.remove(&key))
+        })
+        .await;
+        let saved = match saved {
+            Ok(Ok(Some(v))) => v,
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
+                warn!(connector = %self.connector.id, error = %e, "cursor not read; starting from the beginning");
+                return;
+            }
+            Err(_) => return,
+        };
+        match &mut self.client {
+            Client::Salesforce(_, cursor) => {
+                if let (Some(ms), Some(id)) = (saved["modstamp_ms"].as_i64(), saved["id"].as_str())
+                {
+                    *cursor = Some(Cursor {
+                        system_modstamp_ms: ms,
+                        id: id.to_string(),
+                    });
+                }
+            }
+            Client::HubSpot(_, window) => {
+                if let Some(end) = saved["end_ms"].as_i64() {
+                    *window = Window {
+                        start_ms: end,
+                        end_ms: end,
+                    };
+                }
+            }
+        }
+        info!(connector = %self.connector.id, object = %self.mapping.vendor_entity, "poller resumes from its saved cursor");
+    }
+
+    /// Records the cursor on `<ns>.cursors`, after the records it covers were stored.
+    async fn save(&self, state: &IngestState) -> Result<(), String> {
+        let value = match &self.client {
+            Client::Salesforce(_, Some(c)) => {
+                json!({"modstamp_ms": c.system_modstamp_ms, "id": c.id})
+            }
+            Client::HubSpot(_, w) => json!({ "end_ms": w.end_ms }),
+            Client::Salesforce(_, None) => return Ok(()),
+        };
+        state
+            .publisher
+            .publish_batch(vec![crate::publisher::OutboundRecord {
+                topic: state.topology.topic_names().cursors(),
+                key: self.cursor_key(),
+                payload: value.to_string().into_bytes(),
+                headers: Vec::new(),
+            }])
+            .await
+            .map_err(|e| e.to_string())
+    }
+
     async fn run(mut self, state: Arc<IngestState>, mut shutdown: watch::Receiver<bool>) {
+        self.resume(&state).await;
         info!(tenant = %self.tenant.id, connector = %self.connector.id, object = %self.mapping.vendor_entity, "poller started");
         loop {
             if *shutdown.borrow() {
@@ -144,6 +215,7 @@ impl Poll {
     /// One round: everything changed since the cursor, published page by page.
     async fn once(&mut self, state: &IngestState) -> Result<usize, String> {
         let mut published = 0;
+        let mut advanced = false;
         match &mut self.client {
             Client::Salesforce(client, cursor) => {
                 let fields = selected_fields(&self.mapping);
@@ -159,6 +231,7 @@ impl Poll {
                         .map_err(|e| e.to_string())?;
                     if page.cursor.is_some() {
                         *cursor = page.cursor;
+                        advanced = true;
                     }
                 }
             }
@@ -191,8 +264,12 @@ impl Poll {
                         .await
                         .map_err(|e| e.to_string())?;
                     *window = read.covered;
+                    advanced = true;
                 }
             }
+        }
+        if advanced {
+            self.save(state).await?;
         }
         Ok(published)
     }

@@ -99,6 +99,12 @@ pub mod topics {
             format!("{}.links", self.namespace)
         }
 
+        /// `<ns>.cursors` (compacted): each poller's position per tenant, connector and
+        /// vendor object, so a restarted node reads on from where it stopped.
+        pub fn cursors(&self) -> String {
+            format!("{}.cursors", self.namespace)
+        }
+
         /// `<ns>.ledger`: what sinks wrote into the systems connectors read from, keyed like
         /// the canonical topics; the resolve stage recognises echoes by it.
         pub fn ledger(&self) -> String {

@@ -72,6 +72,7 @@ async fn edits_on_either_side_arrive_on_the_other_once() -> anyhow::Result<()> {
                     poll: vec!["Contact".into()],
                     requests_per_10s: None,
                     headroom: None,
+                    public_url: None,
                 }),
                 // Webhooks carry HubSpot's changes; this initial read and safety net is slow.
                 "hs-marketing" => Some(ConnectorApi {
@@ -82,6 +83,7 @@ async fn edits_on_either_side_arrive_on_the_other_once() -> anyhow::Result<()> {
                     poll: vec!["contacts".into()],
                     requests_per_10s: None,
                     headroom: None,
+                    public_url: None,
                 }),
                 _ => None,
             };

@@ -17,6 +17,7 @@ use serde_json::json;
 
 const CONTACTS: usize = 300;
 const EDITS: usize = 25;
+const AFTER_RESTART: usize = 5;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn salesforce_contacts_reach_hubspot_and_their_echoes_stop_there() -> anyhow::Result<()> {
@@ -65,6 +66,7 @@ async fn salesforce_contacts_reach_hubspot_and_their_echoes_stop_there() -> anyh
                     poll: vec!["Contact".into()],
                     requests_per_10s: None,
                     headroom: None,
+                    public_url: None,
                 }),
                 "hs-marketing" => Some(ConnectorApi {
                     base_url: hs_url.clone(),
@@ -74,6 +76,7 @@ async fn salesforce_contacts_reach_hubspot_and_their_echoes_stop_there() -> anyh
                     poll: vec!["contacts".into()],
                     requests_per_10s: None,
                     headroom: None,
+                    public_url: None,
                 }),
                 _ => None,
             };
@@ -212,5 +215,31 @@ async fn salesforce_contacts_reach_hubspot_and_their_echoes_stop_there() -> anyh
     );
     let (_, refused) = hs.rate_limit_counts();
     assert_eq!(refused, 0, "the hub stays under HubSpot's limit");
+
+    // A restarted node reads on from the pollers' saved cursors: only what changed since.
+    drop(hub);
+    let hub = s.spawn("all", "n1")?;
+    for (i, id) in ids.iter().take(AFTER_RESTART).enumerate() {
+        let fields = json!({ "FirstName": format!("Restarted{i}") });
+        sf.update(id, fields.as_object().unwrap().clone())
+            .map_err(anyhow::Error::msg)?;
+    }
+    let want = expected(&sf);
+    eventually(
+        Duration::from_secs(60),
+        "the edits made after the restart in HubSpot",
+        || async { Ok(matches(&hs, &want).then_some(())) },
+    )
+    .await?;
+    let read = counter(
+        &hub.control,
+        hub_topology::metrics::POLL_RECORDS_TOTAL,
+        &[("connector", "sf-main")],
+    )
+    .await?;
+    assert_eq!(
+        read, AFTER_RESTART as f64,
+        "the restarted poller read only the records changed since its cursor"
+    );
     Ok(())
 }

@@ -171,6 +171,11 @@ pub struct ConnectorApi {
     /// the rest to the dealer's other tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headroom: Option<f64>,
+    /// The hub's public base URL as the vendor calls it (e.g. `https://hub.dealer.example`
+    /// behind TLS termination): HubSpot signs the full URL it posted to. Default:
+    /// `http://` + the request's `Host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 /// Salesforce JWT bearer flow settings (vendor-apis.md §2.1).
@@ -992,6 +997,7 @@ impl Topology {
         t.extend(Entity::ALL.iter().map(|e| names.state(*e)));
         t.push(names.xref());
         t.push(names.links());
+        t.push(names.cursors());
         t.push(names.ledger());
         t.push(names.conflicts());
         t.push(names.dlq_transform());
