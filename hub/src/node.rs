@@ -124,13 +124,23 @@ impl Node {
             let store = hub_sink::SqlStore::connect(&rt.sql_url)
                 .await
                 .context("opening the SQL sink database")?;
+            // Static membership: a restarted node takes its sink partitions back at once
+            // instead of waiting out its previous incarnation's session.
+            let options = hub_sink::RunnerOptions {
+                kafka_config: vec![(
+                    "group.instance.id".into(),
+                    format!("hub-sink-{}", rt.node_id),
+                )],
+                ..Default::default()
+            };
             let sql = hub_sink::SqlSinkRunner::new(
                 rt.kafka_bootstrap.clone(),
                 codec.clone(),
                 topology.clone(),
                 store.clone(),
                 topology.topic_names().group("sink-sql"),
-            );
+            )
+            .with_options(options.clone());
             let rx = shutdown_rx.clone();
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = sql.run(rx).await {
@@ -143,6 +153,7 @@ impl Node {
                 topology.clone(),
                 store.clone(),
             )? {
+                let runner = runner.with_options(options.clone());
                 let rx = shutdown_rx.clone();
                 tasks.push(tokio::spawn(async move {
                     if let Err(e) = runner.run(rx).await {
@@ -156,6 +167,7 @@ impl Node {
                 topology.clone(),
                 store.clone(),
             )? {
+                let runner = runner.with_options(options.clone());
                 let rx = shutdown_rx.clone();
                 tasks.push(tokio::spawn(async move {
                     if let Err(e) = runner.run(rx).await {

@@ -240,6 +240,7 @@ pub(crate) fn dlq_producer(bootstrap: &str, options: &RunnerOptions) -> Result<F
     let mut config = with_overrides(config, options);
     // Consumer-only properties would make the producer warn; drop the ones we know of.
     for key in [
+        "group.instance.id",
         "session.timeout.ms",
         "heartbeat.interval.ms",
         "max.poll.interval.ms",
