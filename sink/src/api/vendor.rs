@@ -450,3 +450,92 @@ fn place(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_mapping(yaml: &str) -> FieldMapping {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn plain_paths_reverse_to_the_vendor_field() {
+        let f = field_mapping("{ from: /properties/email, transform: [trim, lowercase] }");
+        assert_eq!(reverse_path(Vendor::Hubspot, &f).as_deref(), Some("email"));
+        let f = field_mapping("{ from: /MailingCity, transform: [trim] }");
+        assert_eq!(
+            reverse_path(Vendor::Salesforce, &f).as_deref(),
+            Some("MailingCity")
+        );
+    }
+
+    #[test]
+    fn derived_nested_and_vendor_set_fields_are_not_written() {
+        for (vendor, yaml) in [
+            (Vendor::Salesforce, "{ from: /MailingAddress/city }"),
+            (
+                Vendor::Salesforce,
+                "{ from: /LastModifiedDate, transform: [timestamp_ms] }",
+            ),
+            (Vendor::Salesforce, "{ default: US }"),
+            (
+                Vendor::Hubspot,
+                "{ from: /properties/createdate, transform: [timestamp_ms] }",
+            ),
+            (Vendor::Hubspot, "{ from: /id }"),
+            (
+                Vendor::Hubspot,
+                "{ from: /properties/lifecyclestage, transform: [{ lookup_value: { table: { lead: new } } }] }",
+            ),
+        ] {
+            assert_eq!(reverse_path(vendor, &field_mapping(yaml)), None, "{yaml}");
+        }
+    }
+
+    #[test]
+    fn canonical_values_travel_as_text_and_nulls_not_at_all() {
+        let doc = serde_json::json!({
+            "email": "pat@example.com", "address": {"city": "Austin", "state": null},
+            "year": 2024, "opt_in": true
+        });
+        assert_eq!(
+            field(&doc, "address.city").and_then(text).as_deref(),
+            Some("Austin")
+        );
+        assert_eq!(field(&doc, "address.state").and_then(text), None);
+        assert_eq!(field(&doc, "address.zip"), None);
+        assert_eq!(field(&doc, "year").and_then(text).as_deref(), Some("2024"));
+        assert_eq!(
+            field(&doc, "opt_in").and_then(text).as_deref(),
+            Some("true")
+        );
+    }
+
+    #[test]
+    fn vendor_errors_become_retries_or_dead_letters_by_class() {
+        let e = |class| VendorError {
+            vendor: "hubspot",
+            status: 400,
+            code: "VALIDATION_ERROR".into(),
+            message: "Property values were not valid".into(),
+            class,
+        };
+        assert!(matches!(
+            from_vendor(&e(ErrorClass::Permanent)),
+            WriteResult::Permanent { reason } if reason.contains("VALIDATION_ERROR")
+        ));
+        let after = Some(std::time::Duration::from_secs(10));
+        assert_eq!(
+            from_vendor(&e(ErrorClass::RateLimited { retry_after: after })),
+            WriteResult::Transient {
+                retry_after: after,
+                reason: "hubspot VALIDATION_ERROR".into()
+            }
+        );
+        assert!(matches!(
+            from_vendor(&e(ErrorClass::Auth)),
+            WriteResult::Transient { .. }
+        ));
+    }
+}
