@@ -30,6 +30,7 @@
 //! Depends on: sqlx, argon2, aes-gcm, metrics-exporter-prometheus, axum. Must not know about:
 //! Kafka loops, vendors, mappings.
 
+pub mod api;
 pub mod auth;
 pub mod crypto;
 pub mod error;
