@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 
+use axum::extract::connect_info::MockConnectInfo;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -55,7 +56,10 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
 
 fn client_addr(ext: &axum::http::Extensions) -> String {
     ext.get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(a)| a.ip().to_string())
+        .map(|ConnectInfo(a)| a)
+        // What axum's own `ConnectInfo` extractor falls back to (tests, embedding servers).
+        .or_else(|| ext.get::<MockConnectInfo<SocketAddr>>().map(|m| &m.0))
+        .map(|a| a.ip().to_string())
         .unwrap_or_else(|| "unknown".to_string())
 }
 

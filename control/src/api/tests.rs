@@ -445,9 +445,23 @@ async fn walk(store: &ControlStore) -> usize {
             for (tenant, own) in places {
                 let uri = concrete(store, &w, path, tenant).await;
                 let body = body_for(&w, *verb, path, checked);
+                let audited_before = audit_len(store).await;
                 let r = call(&w.router, *verb, &uri, &who.cred, body).await;
+                let audited = audit_len(store).await - audited_before;
                 let want = expected(*need, *ok, who, *own);
                 checked += 1;
+                let want_audited = match (r.status.is_success(), *verb, &who.cred) {
+                    (false, _, _) => 0,
+                    (true, Verb::Get, _) => usize::from(path.ends_with("/export")),
+                    (true, Verb::Post, Cred::Bearer(_)) if path.ends_with("/logout") => 0,
+                    (true, _, _) => 1,
+                };
+                if audited != want_audited {
+                    failures.push(format!(
+                        "{verb:?} {path} as {}: {audited} audit entries appended, want {want_audited}",
+                        who.label
+                    ));
+                }
                 if r.status.as_u16() != want {
                     failures.push(format!(
                         "{verb:?} {path} as {} in {} tenant: got {}, want {want}: {}",
@@ -470,6 +484,14 @@ async fn walk(store: &ControlStore) -> usize {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     checked
+}
+
+async fn audit_len(store: &ControlStore) -> usize {
+    store
+        .list_audit(None, 0, i64::MAX, crate::store::audit::MAX_AUDIT_PAGE)
+        .await
+        .expect("audit")
+        .len()
 }
 
 /// A credential secret unlike anything else in the store.
@@ -530,6 +552,376 @@ async fn credentials_never_leave_encrypted(h: &Harness) {
     }
 }
 
+fn cred_of<'a>(w: &'a World, label: &str) -> &'a Cred {
+    &w.callers
+        .iter()
+        .find(|c| c.label == label)
+        .expect("caller")
+        .cred
+}
+
+fn error_of(r: &Resp) -> (u16, String, Option<String>) {
+    let e = &r.json()["error"];
+    (
+        r.status.as_u16(),
+        e["code"].as_str().unwrap_or("").to_string(),
+        e["field"].as_str().map(str::to_string),
+    )
+}
+
+async fn sessions_need_the_csrf_header_and_bearer_tokens_decide_alone(store: &ControlStore) {
+    let w = world(store).await;
+    let Cred::Session { cookie, csrf } = cred_of(&w, "owner (session)").clone() else {
+        panic!("owner signs in with a session")
+    };
+    let sync = "/api/v1/tenants/acme/connectors/crm/sync";
+    for presented in ["", "not-the-token"] {
+        let no_csrf = Cred::Session {
+            cookie: cookie.clone(),
+            csrf: presented.to_string(),
+        };
+        let r = call(&w.router, Verb::Post, sync, &no_csrf, None).await;
+        assert_eq!(error_of(&r), (403, "csrf_failed".into(), None));
+        // Reads need no CSRF token.
+        let r = call(&w.router, Verb::Get, "/api/v1/me", &no_csrf, None).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    let ok = Cred::Session {
+        cookie: cookie.clone(),
+        csrf: csrf.clone(),
+    };
+    assert_eq!(
+        call(&w.router, Verb::Post, sync, &ok, None).await.status,
+        StatusCode::ACCEPTED
+    );
+    // A bad bearer token is 401 even with a valid session cookie beside it.
+    let r = w
+        .router
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method("GET")
+                .uri("/api/v1/me")
+                .header(header::COOKIE, format!("hub_session={cookie}"))
+                .header(header::AUTHORIZATION, "Bearer hubt_forged")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    for bad in [
+        Cred::Bearer("hubt_forged".into()),
+        Cred::Session {
+            cookie: "hubs_forged".into(),
+            csrf: csrf.clone(),
+        },
+    ] {
+        let r = call(&w.router, Verb::Get, "/api/v1/me", &bad, None).await;
+        assert_eq!(error_of(&r), (401, "unauthenticated".into(), None));
+    }
+    // A revoked token stops working at once.
+    let tok = store
+        .create_api_token(&t("acme"), Role::Viewer, "short-lived", 3_600_000, None)
+        .await
+        .expect("token");
+    let bearer = Cred::Bearer(tok.token.expose().clone());
+    assert_eq!(
+        call(&w.router, Verb::Get, "/api/v1/me", &bearer, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let revoke = format!("/api/v1/tenants/acme/api-tokens/{}", tok.info.id);
+    assert_eq!(
+        call(&w.router, Verb::Delete, &revoke, &ok, None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        call(&w.router, Verb::Get, "/api/v1/me", &bearer, None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Signing out ends the session.
+    assert_eq!(
+        call(&w.router, Verb::Post, "/api/v1/auth/logout", &ok, None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        call(&w.router, Verb::Get, "/api/v1/me", &ok, None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+async fn sign_in_is_throttled_and_names_wrong_fields(store: &ControlStore) {
+    let w = world(store).await;
+    let login = "/api/v1/auth/login";
+    let r = call(
+        &w.router,
+        Verb::Post,
+        login,
+        &Cred::Nobody,
+        Some(json!({ "email": "x@y.z" })),
+    )
+    .await;
+    assert_eq!(
+        error_of(&r),
+        (422, "invalid_input".into(), Some("password".into()))
+    );
+    let r = w
+        .router
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method("POST")
+                .uri(login)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{not json"))
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let wrong = json!({ "email": "viewer@acme.example", "password": "not the password" });
+    for _ in 0..store.settings().login_max_failures {
+        let r = call(
+            &w.router,
+            Verb::Post,
+            login,
+            &Cred::Nobody,
+            Some(wrong.clone()),
+        )
+        .await;
+        assert_eq!(error_of(&r), (401, "invalid_credentials".into(), None));
+    }
+    // Locked now, even with the right password.
+    let right = json!({ "email": "viewer@acme.example", "password": PASSWORD });
+    let r = call(&w.router, Verb::Post, login, &Cred::Nobody, Some(right)).await;
+    assert_eq!(error_of(&r), (429, "throttled".into(), None));
+    assert!(r.headers.get(header::RETRY_AFTER).is_some());
+    assert!(!String::from_utf8_lossy(&r.body).contains("viewer@acme.example"));
+}
+
+async fn roles_cannot_be_escalated_and_input_errors_name_the_field(store: &ControlStore) {
+    let w = world(store).await;
+    let admin = cred_of(&w, "admin (session)");
+    let owner = cred_of(&w, "owner (session)");
+    let members = "/api/v1/tenants/acme/members";
+    let r = call(
+        &w.router,
+        Verb::Post,
+        members,
+        admin,
+        Some(json!({ "email": "newcomer@example.com", "role": "owner" })),
+    )
+    .await;
+    assert_eq!(error_of(&r).0, 403);
+    let r = call(
+        &w.router,
+        Verb::Post,
+        "/api/v1/tenants/acme/api-tokens",
+        admin,
+        Some(json!({ "name": "root", "role": "owner" })),
+    )
+    .await;
+    assert_eq!(error_of(&r).0, 403);
+    let owner_id = store
+        .find_user_by_email("owner@acme.example")
+        .await
+        .expect("read")
+        .expect("owner")
+        .id;
+    let owner_member = format!("{members}/{}", owner_id.0);
+    let r = call(
+        &w.router,
+        Verb::Patch,
+        &owner_member,
+        admin,
+        Some(json!({ "role": "viewer" })),
+    )
+    .await;
+    assert_eq!(error_of(&r).0, 403, "an admin may not demote an owner");
+    let r = call(&w.router, Verb::Delete, &owner_member, owner, None).await;
+    assert_eq!(error_of(&r), (409, "last_owner".into(), None));
+    let r = call(
+        &w.router,
+        Verb::Post,
+        members,
+        owner,
+        Some(json!({ "email": "newcomer@example.com", "role": "root" })),
+    )
+    .await;
+    assert_eq!(
+        error_of(&r),
+        (422, "invalid_input".into(), Some("role".into()))
+    );
+    let r = call(
+        &w.router,
+        Verb::Put,
+        "/api/v1/tenants/acme/connectors/crm/schedule",
+        admin,
+        Some(json!({ "frequency": "sometimes" })),
+    )
+    .await;
+    assert_eq!(
+        error_of(&r),
+        (422, "invalid_input".into(), Some("frequency".into()))
+    );
+    let r = call(
+        &w.router,
+        Verb::Put,
+        "/api/v1/tenants/acme/connectors/crm/credentials",
+        admin,
+        Some(json!({ "credentials": "a string" })),
+    )
+    .await;
+    assert_eq!(
+        error_of(&r),
+        (422, "invalid_input".into(), Some("credentials".into()))
+    );
+    let platform = cred_of(&w, "platform admin");
+    let r = call(
+        &w.router,
+        Verb::Post,
+        "/api/v1/tenants",
+        platform,
+        Some(json!({ "id": "Not Valid", "name": "x" })),
+    )
+    .await;
+    assert_eq!(
+        error_of(&r),
+        (422, "invalid_input".into(), Some("id".into()))
+    );
+    let r = call(
+        &w.router,
+        Verb::Post,
+        "/api/v1/tenants",
+        platform,
+        Some(json!({ "id": "acme", "name": "x" })),
+    )
+    .await;
+    assert_eq!(error_of(&r).0, 409);
+    let r = call(&w.router, Verb::Get, "/api/v1/no-such-thing", admin, None).await;
+    assert_eq!(error_of(&r).1, "not_found");
+    let r = call(&w.router, Verb::Delete, "/api/v1/me", admin, None).await;
+    assert_eq!(error_of(&r), (405, "method_not_allowed".into(), None));
+}
+
+async fn another_tenants_objects_answer_404_through_ones_own_tenant(store: &ControlStore) {
+    let w = world(store).await;
+    let owner = cred_of(&w, "owner (session)");
+    let globex = t("globex");
+    let job = store.sync_now(&globex, "crm").await.expect("job");
+    let tok = store
+        .create_api_token(&globex, Role::Viewer, "theirs", 3_600_000, None)
+        .await
+        .expect("token");
+    let their_owner = store
+        .find_user_by_email("owner@globex.example")
+        .await
+        .expect("read")
+        .expect("user")
+        .id;
+    let cases = [
+        (
+            Verb::Get,
+            format!("/api/v1/tenants/acme/jobs/{}", job.id),
+            None,
+        ),
+        (
+            Verb::Post,
+            format!("/api/v1/tenants/acme/jobs/{}/cancel", job.id),
+            None,
+        ),
+        (
+            Verb::Delete,
+            format!("/api/v1/tenants/acme/api-tokens/{}", tok.info.id),
+            None,
+        ),
+        (
+            Verb::Patch,
+            format!("/api/v1/tenants/acme/members/{}", their_owner.0),
+            Some(json!({ "role": "viewer" })),
+        ),
+        (
+            Verb::Delete,
+            format!("/api/v1/tenants/acme/members/{}", their_owner.0),
+            None,
+        ),
+    ];
+    for (verb, path, body) in cases {
+        let r = call(&w.router, verb, &path, owner, body).await;
+        assert_eq!(error_of(&r).0, 404, "{verb:?} {path}");
+    }
+    // Untouched.
+    let job = store
+        .get_job(&globex, &job.id)
+        .await
+        .expect("read")
+        .expect("job");
+    assert_eq!(job.status.as_str(), "pending");
+    // A finished job cannot be cancelled again: 409.
+    let cancel = format!("/api/v1/tenants/globex/jobs/{}/cancel", job.id);
+    let platform = cred_of(&w, "platform admin");
+    assert_eq!(
+        call(&w.router, Verb::Post, &cancel, platform, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let r = call(&w.router, Verb::Post, &cancel, platform, None).await;
+    assert_eq!(error_of(&r), (409, "job_finished".into(), None));
+    // A tenant that does not exist is 404 for the platform admin too.
+    let r = call(
+        &w.router,
+        Verb::Get,
+        "/api/v1/tenants/nowhere/jobs",
+        platform,
+        None,
+    )
+    .await;
+    assert_eq!(error_of(&r).0, 404);
+}
+
+async fn changes_are_audited_with_actor_target_and_client_address(store: &ControlStore) {
+    let w = world(store).await;
+    let router = w
+        .router
+        .clone()
+        .layer(axum::extract::connect_info::MockConnectInfo(
+            std::net::SocketAddr::from(([192, 0, 2, 7], 40_000)),
+        ));
+    let Cred::Bearer(token) = cred_of(&w, "operator (API token)").clone() else {
+        panic!("operator token")
+    };
+    let r = call(
+        &router,
+        Verb::Post,
+        "/api/v1/tenants/acme/connectors/crm/sync",
+        &Cred::Bearer(token),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let entries = store
+        .list_audit(Some(&t("acme")), 0, i64::MAX, 100)
+        .await
+        .expect("audit");
+    let e = entries.last().expect("an entry");
+    assert_eq!(e.action, "job.sync_now");
+    assert_eq!(e.target, "connector/crm");
+    assert!(e.actor.starts_with("token:"), "{}", e.actor);
+    assert_eq!(e.client_addr.as_deref(), Some("192.0.2.7"));
+    assert!(store.verify_audit().await.expect("verify").is_intact());
+}
+
 on_both_backends! {
     async fn every_endpoint_answers_every_caller_exactly(h) {
         let checked = walk(&h.store).await;
@@ -539,5 +931,25 @@ on_both_backends! {
 
     async fn saved_credentials_appear_in_no_response_and_nowhere_in_the_raw_store(h) {
         credentials_never_leave_encrypted(h).await;
+    }
+
+    async fn csrf_and_bearer_rules(h) {
+        sessions_need_the_csrf_header_and_bearer_tokens_decide_alone(&h.store).await;
+    }
+
+    async fn login_throttling_and_field_errors(h) {
+        sign_in_is_throttled_and_names_wrong_fields(&h.store).await;
+    }
+
+    async fn no_escalation_and_named_fields(h) {
+        roles_cannot_be_escalated_and_input_errors_name_the_field(&h.store).await;
+    }
+
+    async fn other_tenants_objects_are_404(h) {
+        another_tenants_objects_answer_404_through_ones_own_tenant(&h.store).await;
+    }
+
+    async fn audit_entries_carry_who_what_and_where(h) {
+        changes_are_audited_with_actor_target_and_client_address(&h.store).await;
     }
 }
