@@ -182,6 +182,11 @@ pub fn api(store: ControlStore, config: ApiConfig) -> Api {
 }
 
 /// The API's routes under [`PREFIX`] (see [`api`] for the registry too).
+///
+/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: the client address
+/// keys sign-in throttling and goes into audit entries, and without it every client shares
+/// the address `unknown` (so one guesser would lock an account for everyone). Behind a
+/// reverse proxy the address is the proxy's; forwarded headers are not trusted yet.
 pub fn router(store: ControlStore, config: ApiConfig) -> Router {
     api(store, config).router
 }
