@@ -765,6 +765,13 @@ struct AuditQuery {
     from_ms: Option<i64>,
     to_ms: Option<i64>,
     limit: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportQuery {
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
     format: Option<String>,
 }
 
@@ -796,7 +803,7 @@ async fn export_audit(
     State(state): State<ApiState>,
     Extension(who): Extension<Authed>,
     path: Result<Path<String>, PathRejection>,
-    query: Result<Query<AuditQuery>, QueryRejection>,
+    query: Result<Query<ExportQuery>, QueryRejection>,
 ) -> ApiResult {
     let Path(tenant) = path.map_err(bad_path)?;
     let tenant = tenant_id(&tenant)?;

@@ -922,6 +922,53 @@ async fn changes_are_audited_with_actor_target_and_client_address(store: &Contro
     assert!(store.verify_audit().await.expect("verify").is_intact());
 }
 
+async fn over_tls_the_cookie_is_secure_and_host_prefixed(store: &ControlStore) {
+    let router = api(store.clone(), ApiConfig { tls: true }).router;
+    user(store, "tls@acme.example", false).await;
+    let r = call(
+        &router,
+        Verb::Post,
+        "/api/v1/auth/login",
+        &Cred::Nobody,
+        Some(json!({ "email": "tls@acme.example", "password": PASSWORD })),
+    )
+    .await;
+    let set_cookie = r
+        .headers
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        set_cookie.starts_with("__Host-hub_session=hubs_"),
+        "{set_cookie}"
+    );
+    for attr in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
+        assert!(set_cookie.contains(attr), "{attr} missing");
+    }
+    let pair = set_cookie.split(';').next().unwrap_or("").to_string();
+    let me = |cookie: String| {
+        let router = router.clone();
+        async move {
+            router
+                .oneshot(
+                    Request::builder()
+                        .uri("/api/v1/me")
+                        .header(header::COOKIE, cookie)
+                        .body(Body::empty())
+                        .expect("request"),
+                )
+                .await
+                .expect("infallible")
+                .status()
+        }
+    };
+    assert_eq!(me(format!("theme=dark; {pair}")).await, StatusCode::OK);
+    // The plain-HTTP cookie name is not accepted over TLS.
+    let plain = pair.replacen("__Host-", "", 1);
+    assert_eq!(me(plain).await, StatusCode::UNAUTHORIZED);
+}
+
 on_both_backends! {
     async fn every_endpoint_answers_every_caller_exactly(h) {
         let checked = walk(&h.store).await;
@@ -947,6 +994,10 @@ on_both_backends! {
 
     async fn other_tenants_objects_are_404(h) {
         another_tenants_objects_answer_404_through_ones_own_tenant(&h.store).await;
+    }
+
+    async fn tls_session_cookie(h) {
+        over_tls_the_cookie_is_secure_and_host_prefixed(&h.store).await;
     }
 
     async fn audit_entries_carry_who_what_and_where(h) {
