@@ -808,6 +808,16 @@ async fn roles_cannot_be_escalated_and_input_errors_name_the_field(store: &Contr
     )
     .await;
     assert_eq!(error_of(&r).0, 409);
+    let huge = "x".repeat(super::MAX_BODY_BYTES + 1);
+    let r = call(
+        &w.router,
+        Verb::Put,
+        "/api/v1/tenants/acme/connectors/crm/credentials",
+        admin,
+        Some(json!({ "credentials": { "blob": huge } })),
+    )
+    .await;
+    assert_eq!(error_of(&r), (413, "body_too_large".into(), None));
     let r = call(&w.router, Verb::Get, "/api/v1/no-such-thing", admin, None).await;
     assert_eq!(error_of(&r).1, "not_found");
     let r = call(&w.router, Verb::Delete, "/api/v1/me", admin, None).await;
