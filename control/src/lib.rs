@@ -17,19 +17,26 @@
 //!   passwords, random bearer tokens kept only as SHA-256, the session cookie's attributes;
 //! - [`crypto`]: AES-256-GCM envelope encryption — a data key per tenant, wrapped by the
 //!   master key from `HUB_MASTER_KEY` / `HUB_MASTER_KEY_FILE`, re-wrappable on rotation;
-//! - [`secret::Secret`]: the wrapper that keeps secrets out of `Debug`, logs and JSON.
+//! - [`secret::Secret`]: the wrapper that keeps secrets out of `Debug`, logs and JSON;
+//! - [`api`]: the REST API under `/api/v1` (first slice) — sign-in/out and `me`, tenants,
+//!   members, API tokens, write-only credentials, audit list and export, sync jobs ("sync
+//!   now", cancel), schedules; bearer tokens or session cookie plus CSRF header; one error
+//!   shape; every route registered with what it needs, walked by the authorization-matrix
+//!   test (every endpoint × every caller × own/other tenant).
 //!
-//! Still to come from the control-plane issue (5): the REST API over this store (session
-//! cookies, CSRF header, bearer tokens, the endpoint × role authorization test), connector
-//! configuration CRUD and "test connection", OAuth2 authorization-code flows (state, PKCE),
-//! the scheduler loop that drives `claim_due`/`start_job` on each node and the audit entries
-//! the API's actions will append, conflict and dead-letter APIs, compliance report, rate
-//! limits and vendor API budgets, the `/api/v1/ws/sync-monitor` WebSocket and analytics, the
-//! OpenAPI document.
+//! Still to come from the control-plane issue (5): mounting the API in the node (it has no
+//! control store yet), the rest of the API (connector configuration CRUD and "test
+//! connection", OAuth2 authorization-code flows with state and PKCE, conflicts and dead
+//! letters, compliance report, analytics, the OpenAPI document, the
+//! `/api/v1/ws/sync-monitor` WebSocket), the scheduler loop that drives
+//! `claim_due`/`start_job` on each node, rate limits and vendor API budgets.
 //!
 //! Depends on: sqlx, argon2, aes-gcm, metrics-exporter-prometheus, axum. Must not know about:
 //! Kafka loops, vendors, mappings.
 
+// The API is new code: keep every public item of it documented.
+#[warn(missing_docs)]
+pub mod api;
 pub mod auth;
 pub mod crypto;
 pub mod error;

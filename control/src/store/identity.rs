@@ -152,6 +152,20 @@ impl ControlStore {
         ))
     }
 
+    /// The user signing in with `email` (compared as sign-in compares it), if any.
+    pub async fn find_user_by_email(&self, email: &str) -> Result<Option<User>> {
+        let row: Option<(String,)> = on_pool!(self, |p| sqlx::query_as(
+            "SELECT id FROM users WHERE email = $1"
+        )
+        .bind(normalize_email(email))
+        .fetch_optional(p)
+        .await?);
+        match row {
+            Some((id,)) => self.get_user(&UserId(id)).await,
+            None => Ok(None),
+        }
+    }
+
     /// Disables a user and ends every session they hold; their API tokens are the tenant's
     /// and stay valid until revoked.
     pub async fn disable_user(&self, id: &UserId) -> Result<()> {

@@ -1,0 +1,269 @@
+//! The REST API, under `/api/v1`: thin handlers over [`ControlStore`].
+//!
+//! Every route is registered through one helper, [`Routes::add`], which records the
+//! endpoint — method, path template and what it needs ([`Need`]) — in the [`Endpoint`]
+//! registry *and* puts the guard that enforces that need in front of the handler. The record
+//! and the enforcement therefore cannot drift apart, and the authorization-matrix test walks
+//! the registry (failing when an endpoint is missing from its own expected table).
+//!
+//! The guard authenticates ([`auth`]: a bearer API token, or the session cookie plus the CSRF
+//! header on every non-GET request; 401 otherwise) and applies the one access rule of
+//! [`crate::auth::Caller::can`] to the tenant named by the path: another tenant answers 404,
+//! too low a role 403. Handlers then only check what depends on the request's content
+//! (granting `owner` takes an owner; a token's role may not exceed its creator's).
+//!
+//! Every state-changing request appends an audit entry (actor, tenant, action, target,
+//! before/after — masked by the store — and client address), as does the audit export, a
+//! sensitive read. The entry is appended after the change: if the store fails in between,
+//! the change stands unaudited and the caller gets an error (the store has no transaction
+//! spanning both yet).
+//!
+//! Errors take one shape everywhere ([`error::ApiError`]).
+
+pub mod auth;
+pub mod error;
+mod handlers;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, on};
+
+use crate::auth::{Access, Role, TenantId};
+use crate::store::ControlStore;
+
+pub use auth::Authed;
+pub use error::ApiError;
+
+/// The API's path prefix.
+pub const PREFIX: &str = "/api/v1";
+
+/// Largest request body accepted: 64 KiB (credentials, schedules and members are small).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// How the API is served.
+#[derive(Debug, Clone, Default)]
+pub struct ApiConfig {
+    /// Served over TLS: the session cookie is then `Secure` and `__Host-` prefixed.
+    pub tls: bool,
+}
+
+/// What an endpoint needs from its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Need {
+    /// Anyone, signed in or not (sign-in itself).
+    Public,
+    /// Any authenticated caller.
+    Authenticated,
+    /// A platform admin.
+    Platform,
+    /// At least this role in the tenant named by the path's `{tenant}`.
+    Tenant(Role),
+}
+
+/// One registered endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Endpoint {
+    /// The HTTP method.
+    pub method: Verb,
+    /// The full path template, e.g. `/api/v1/tenants/{tenant}/jobs`.
+    pub path: String,
+    /// What the caller needs.
+    pub need: Need,
+}
+
+/// The HTTP methods the API uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verb {
+    /// `GET`
+    Get,
+    /// `POST`
+    Post,
+    /// `PUT`
+    Put,
+    /// `PATCH`
+    Patch,
+    /// `DELETE`
+    Delete,
+}
+
+impl Verb {
+    /// As an [`axum::http::Method`].
+    pub fn method(self) -> Method {
+        match self {
+            Verb::Get => Method::GET,
+            Verb::Post => Method::POST,
+            Verb::Put => Method::PUT,
+            Verb::Patch => Method::PATCH,
+            Verb::Delete => Method::DELETE,
+        }
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Post => MethodFilter::POST,
+            Verb::Put => MethodFilter::PUT,
+            Verb::Patch => MethodFilter::PATCH,
+            Verb::Delete => MethodFilter::DELETE,
+        }
+    }
+}
+
+/// Shared state of the handlers.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    /// The control-plane store.
+    pub store: ControlStore,
+    /// How the API is served.
+    pub config: ApiConfig,
+}
+
+/// The router-plus-registry builder: the only way a route gets into the API.
+pub struct Routes {
+    state: ApiState,
+    router: Router<ApiState>,
+    endpoints: Vec<Endpoint>,
+}
+
+impl Routes {
+    fn new(state: ApiState) -> Self {
+        Routes {
+            state,
+            router: Router::new(),
+            endpoints: Vec::new(),
+        }
+    }
+
+    /// Registers `handler` for `verb path` (relative to [`PREFIX`]) behind the guard for
+    /// `need`, and records the endpoint.
+    pub fn add<H, T>(mut self, verb: Verb, path: &'static str, need: Need, handler: H) -> Self
+    where
+        H: Handler<T, ApiState>,
+        T: 'static,
+    {
+        let guarded = on(verb.filter(), handler)
+            .route_layer(from_fn_with_state((self.state.clone(), need), guard));
+        self.router = self.router.route(path, guarded);
+        self.endpoints.push(Endpoint {
+            method: verb,
+            path: format!("{PREFIX}{path}"),
+            need,
+        });
+        self
+    }
+}
+
+/// The API's router and the registry of its endpoints.
+pub struct Api {
+    /// Routes under [`PREFIX`], ready to merge into a node's control router.
+    pub router: Router,
+    /// Every endpoint, with what it needs.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// Builds the API over `store`.
+pub fn api(store: ControlStore, config: ApiConfig) -> Api {
+    let state = ApiState { store, config };
+    let routes = handlers::register(Routes::new(state.clone()));
+    let inner = routes
+        .router
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state);
+    Api {
+        router: Router::new().nest(PREFIX, inner),
+        endpoints: routes.endpoints,
+    }
+}
+
+/// The API's routes under [`PREFIX`] (see [`api`] for the registry too).
+///
+/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: the client address
+/// keys sign-in throttling and goes into audit entries, and without it every client shares
+/// the address `unknown` (so one guesser would lock an account for everyone). Behind a
+/// reverse proxy the address is the proxy's; forwarded headers are not trusted yet.
+pub fn router(store: ControlStore, config: ApiConfig) -> Router {
+    api(store, config).router
+}
+
+async fn unknown_route() -> ApiError {
+    ApiError::not_found("this API path")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this API path does not take that method",
+    )
+}
+
+/// The one guard: authenticates, then enforces `need`, then hands the handler an [`Authed`]
+/// in the request's extensions.
+async fn guard(
+    State((state, need)): State<(ApiState, Need)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match admit(&state, need, req).await {
+        Ok(req) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn admit(state: &ApiState, need: Need, req: Request) -> Result<Request, ApiError> {
+    if need == Need::Public {
+        return Ok(req);
+    }
+    // Work on the parts: the body is not `Sync`, so no reference to it may cross an await.
+    let (mut parts, body) = req.into_parts();
+    let authed = auth::authenticate(state, &parts).await?;
+    match need {
+        Need::Public | Need::Authenticated => {}
+        Need::Platform => {
+            if !authed.caller.platform_admin {
+                return Err(ApiError::forbidden("this needs a platform admin"));
+            }
+        }
+        Need::Tenant(role) => {
+            let tenant = tenant_in_path(&mut parts).await?;
+            match authed.caller.can(&tenant, role) {
+                Access::Allowed => {}
+                Access::Forbidden => {
+                    return Err(ApiError::forbidden(format!(
+                        "this needs the {role} role or higher in the tenant"
+                    )));
+                }
+                Access::NotFound => return Err(ApiError::not_found("the tenant")),
+            }
+            // A platform admin is allowed everywhere, so the tenant's existence is checked
+            // here once (members' tenants exist by the membership's foreign key).
+            if authed.caller.platform_admin && state.store.get_tenant(&tenant).await?.is_none() {
+                return Err(ApiError::not_found("the tenant"));
+            }
+        }
+    }
+    parts.extensions.insert(authed);
+    Ok(Request::from_parts(parts, body))
+}
+
+async fn tenant_in_path(parts: &mut axum::http::request::Parts) -> Result<TenantId, ApiError> {
+    use axum::extract::{FromRequestParts, RawPathParams};
+    let params = RawPathParams::from_request_parts(parts, &())
+        .await
+        .map_err(|_| ApiError::not_found("the tenant"))?;
+    let raw = params
+        .iter()
+        .find(|(k, _)| *k == "tenant")
+        .map(|(_, v)| v.to_string())
+        .ok_or_else(|| ApiError::not_found("the tenant"))?;
+    TenantId::new(raw).map_err(|_| ApiError::not_found("the tenant"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1016 @@
+//! The API's tests, on SQLite and (with `HUB_TEST_PG_URL`) PostgreSQL.
+//!
+//! The authorization matrix is the control-plane issue's "done when": every registered
+//! endpoint × every caller (owner, admin, operator, viewer — each by session cookie and by API
+//! token — platform admin, and nobody) × own tenant / other tenant, each with the exact status
+//! it must get. [`EXPECTED`] is the test's own table; an endpoint in the registry that the
+//! table does not list (or lists with another need) fails the test.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use super::{ApiConfig, Endpoint, Need, Verb, api};
+use crate::auth::{Role, TenantId, UserId};
+use crate::secret::Secret;
+use crate::store::ControlStore;
+use crate::store::testing::{Harness, on_both_backends};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Every endpoint the API must have, with what it needs and the status an allowed caller gets
+/// for the well-formed request the walk sends.
+const EXPECTED: &[(Verb, &str, Need, u16)] = &[
+    (Verb::Post, "/api/v1/auth/login", Need::Public, 200),
+    (Verb::Get, "/api/v1/me", Need::Authenticated, 200),
+    (Verb::Get, "/api/v1/tenants", Need::Platform, 200),
+    (Verb::Post, "/api/v1/tenants", Need::Platform, 201),
+    (
+        Verb::Get,
+        "/api/v1/tenants/{tenant}",
+        Need::Tenant(Role::Viewer),
+        200,
+    ),
+    (
+        Verb::Get,
+        "/api/v1/tenants/{tenant}/members",
+        Need::Tenant(Role::Admin),
+        200,
+    ),
+    (
+        Verb::Post,
+        "/api/v1/tenants/{tenant}/members",
+        Need::Tenant(Role::Admin),
+        201,
+    ),
+    (
+        Verb::Patch,
+        "/api/v1/tenants/{tenant}/members/{user}",
+        Need::Tenant(Role::Admin),
+        200,
+    ),
+    (
+        Verb::Delete,
+        "/api/v1/tenants/{tenant}/members/{user}",
+        Need::Tenant(Role::Admin),
+        204,
+    ),
+    (
+        Verb::Get,
+        "/api/v1/tenants/{tenant}/api-tokens",
+        Need::Tenant(Role::Admin),
+        200,
+    ),
+    (
+        Verb::Post,
+        "/api/v1/tenants/{tenant}/api-tokens",
+        Need::Tenant(Role::Admin),
+        201,
+    ),
+    (
+        Verb::Delete,
+        "/api/v1/tenants/{tenant}/api-tokens/{token}",
+        Need::Tenant(Role::Admin),
+        204,
+    ),
+    (
+        Verb::Put,
+        "/api/v1/tenants/{tenant}/connectors/{connector}/credentials",
+        Need::Tenant(Role::Admin),
+        200,
+    ),
+    (
+        Verb::Get,
+        "/api/v1/tenants/{tenant}/connectors/{connector}/credentials",
+        Need::Tenant(Role::Operator),
+        200,
+    ),
+    (
+        Verb::Get,
+        "/api/v1/tenants/{tenant}/audit",
+        Need::Tenant(Role::Admin),
+        200,
+    ),
+    (
+        Verb::Get,
+        "/api/v1/tenants/{tenant}/audit/export",
+        Need::Tenant(Role::Admin),
+        200,
+    ),
+    (
+        Verb::Get,
+        "/api/v1/tenants/{tenant}/jobs",
+        Need::Tenant(Role::Viewer),
+        200,
+    ),
+    (
+        Verb::Get,
+        "/api/v1/tenants/{tenant}/jobs/{job}",
+        Need::Tenant(Role::Viewer),
+        200,
+    ),
+    (
+        Verb::Post,
+        "/api/v1/tenants/{tenant}/jobs/{job}/cancel",
+        Need::Tenant(Role::Operator),
+        200,
+    ),
+    (
+        Verb::Post,
+        "/api/v1/tenants/{tenant}/connectors/{connector}/sync",
+        Need::Tenant(Role::Operator),
+        202,
+    ),
+    (
+        Verb::Get,
+        "/api/v1/tenants/{tenant}/connectors/{connector}/schedule",
+        Need::Tenant(Role::Admin),
+        200,
+    ),
+    (
+        Verb::Put,
+        "/api/v1/tenants/{tenant}/connectors/{connector}/schedule",
+        Need::Tenant(Role::Admin),
+        200,
+    ),
+    // Last: it ends the caller's session.
+    (Verb::Post, "/api/v1/auth/logout", Need::Authenticated, 204),
+];
+
+/// How a test caller authenticates.
+#[derive(Debug, Clone)]
+enum Cred {
+    Nobody,
+    Session { cookie: String, csrf: String },
+    Bearer(String),
+}
+
+#[derive(Debug, Clone)]
+struct Who {
+    label: String,
+    /// Role in the own tenant (`acme`); none in the other (`globex`).
+    role: Option<Role>,
+    platform: bool,
+    cred: Cred,
+}
+
+struct Resp {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+async fn call(router: &Router, method: Verb, path: &str, cred: &Cred, body: Option<Value>) -> Resp {
+    let mut req = Request::builder().method(method.method()).uri(path);
+    match cred {
+        Cred::Nobody => {}
+        Cred::Session { cookie, csrf } => {
+            req = req
+                .header(header::COOKIE, format!("hub_session={cookie}"))
+                .header(super::auth::CSRF_HEADER, csrf);
+        }
+        Cred::Bearer(t) => req = req.header(header::AUTHORIZATION, format!("Bearer {t}")),
+    }
+    let body = match body {
+        Some(v) => {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+            Body::from(v.to_string())
+        }
+        None => Body::empty(),
+    };
+    let resp = router
+        .clone()
+        .oneshot(req.body(body).expect("request"))
+        .await
+        .expect("infallible");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .expect("body")
+        .to_vec();
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn t(s: &str) -> TenantId {
+    TenantId::new(s).expect("tenant id")
+}
+
+/// Signs in through the API and returns the session cookie's value and the CSRF token.
+async fn sign_in(router: &Router, email: &str) -> Cred {
+    let r = call(
+        router,
+        Verb::Post,
+        "/api/v1/auth/login",
+        &Cred::Nobody,
+        Some(json!({ "email": email, "password": PASSWORD })),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "sign-in of {email}");
+    let set_cookie = r
+        .headers
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .expect("Set-Cookie")
+        .to_string();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"));
+    let cookie = set_cookie
+        .split(';')
+        .next()
+        .and_then(|kv| kv.strip_prefix("hub_session="))
+        .expect("hub_session cookie")
+        .to_string();
+    let csrf = r.json()["csrf_token"].as_str().expect("csrf").to_string();
+    Cred::Session { cookie, csrf }
+}
+
+/// The world the walk runs in: tenants `acme` (the callers' own) and `globex` (another),
+/// a member of each to change and remove, a user to add, credentials and a schedule to read.
+struct World {
+    router: Router,
+    endpoints: Vec<Endpoint>,
+    callers: Vec<Who>,
+    target: UserId,
+    login_email: String,
+}
+
+async fn user(store: &ControlStore, email: &str, platform: bool) -> UserId {
+    store
+        .create_user(email, &Secret::new(PASSWORD.to_string()), platform)
+        .await
+        .expect("user")
+}
+
+async fn world(store: &ControlStore) -> World {
+    let built = api(store.clone(), ApiConfig::default());
+    let router = built.router;
+    let (acme, globex) = (t("acme"), t("globex"));
+    store
+        .create_tenant(&acme, "Acme Motors")
+        .await
+        .expect("acme");
+    store
+        .create_tenant(&globex, "Globex Auto")
+        .await
+        .expect("globex");
+    let target = user(store, "target@example.com", false).await;
+    user(store, "newcomer@example.com", false).await;
+    let globex_owner = user(store, "owner@globex.example", false).await;
+    store
+        .set_membership(&globex_owner, &globex, Role::Owner)
+        .await
+        .expect("globex owner");
+    for tenant in [&acme, &globex] {
+        store
+            .put_credentials(tenant, "crm", &Secret::new(json!({ "api_key": "k" })))
+            .await
+            .expect("credentials");
+        store
+            .set_schedule(tenant, "crm", crate::store::jobs::Frequency::Hourly, None)
+            .await
+            .expect("schedule");
+    }
+    let mut callers = Vec::new();
+    for role in Role::ALL.into_iter().rev() {
+        let email = format!("{role}@acme.example");
+        let id = user(store, &email, false).await;
+        store
+            .set_membership(&id, &acme, role)
+            .await
+            .expect("member");
+        callers.push(Who {
+            label: format!("{role} (session)"),
+            role: Some(role),
+            platform: false,
+            cred: sign_in(&router, &email).await,
+        });
+        let token = store
+            .create_api_token(&acme, role, "matrix", 3_600_000, None)
+            .await
+            .expect("token");
+        callers.push(Who {
+            label: format!("{role} (API token)"),
+            role: Some(role),
+            platform: false,
+            cred: Cred::Bearer(token.token.expose().clone()),
+        });
+    }
+    user(store, "platform@hub.example", true).await;
+    callers.push(Who {
+        label: "platform admin".into(),
+        role: None,
+        platform: true,
+        cred: sign_in(&router, "platform@hub.example").await,
+    });
+    callers.push(Who {
+        label: "nobody".into(),
+        role: None,
+        platform: false,
+        cred: Cred::Nobody,
+    });
+    World {
+        router,
+        endpoints: built.endpoints,
+        callers,
+        target,
+        login_email: "viewer@acme.example".into(),
+    }
+}
+
+/// The status `who` must get from an endpoint needing `need`, in its own tenant or not.
+fn expected(need: Need, ok: u16, who: &Who, own: bool) -> u16 {
+    match (need, &who.cred) {
+        (Need::Public, _) => ok,
+        (_, Cred::Nobody) => 401,
+        (Need::Authenticated, _) => ok,
+        (Need::Platform, _) => {
+            if who.platform {
+                ok
+            } else {
+                403
+            }
+        }
+        (Need::Tenant(needed), _) => {
+            if who.platform {
+                ok
+            } else if !own {
+                404
+            } else if who.role >= Some(needed) {
+                ok
+            } else {
+                403
+            }
+        }
+    }
+}
+
+/// Makes `path` concrete for `tenant`, preparing what the request acts on so that an allowed
+/// caller's request succeeds: a pending job to cancel, a token to revoke, a member to change
+/// or remove, a user who is not yet a member to add.
+async fn concrete(store: &ControlStore, w: &World, path: &str, tenant: &TenantId) -> String {
+    let mut p = path.replace("{tenant}", tenant.as_str());
+    p = p.replace("{connector}", "crm");
+    if p.contains("{job}") {
+        let job = store.sync_now(tenant, "crm").await.expect("job");
+        p = p.replace("{job}", &job.id);
+    }
+    if p.contains("{token}") {
+        let tok = store
+            .create_api_token(tenant, Role::Viewer, "to revoke", 3_600_000, None)
+            .await
+            .expect("token");
+        p = p.replace("{token}", &tok.info.id);
+    }
+    store
+        .set_membership(&w.target, tenant, Role::Viewer)
+        .await
+        .expect("target member");
+    if let Some(newcomer) = store
+        .find_user_by_email("newcomer@example.com")
+        .await
+        .expect("newcomer")
+    {
+        store
+            .remove_membership(&newcomer.id, tenant)
+            .await
+            .expect("not a member");
+    }
+    p.replace("{user}", &w.target.0)
+}
+
+fn body_for(w: &World, verb: Verb, path: &str, n: usize) -> Option<Value> {
+    let tail = path.rsplit('/').next().unwrap_or("");
+    match (verb, tail) {
+        (Verb::Post, "login") => Some(json!({ "email": w.login_email, "password": PASSWORD })),
+        (Verb::Post, "tenants") => Some(json!({ "id": format!("new-{n}"), "name": "New Dealer" })),
+        (Verb::Post, "members") => {
+            Some(json!({ "email": "newcomer@example.com", "role": "viewer" }))
+        }
+        (Verb::Patch, "{user}") => Some(json!({ "role": "operator" })),
+        (Verb::Post, "api-tokens") => Some(json!({ "name": "ci", "role": "viewer" })),
+        (Verb::Put, "credentials") => Some(json!({ "credentials": { "api_key": "new-key" } })),
+        (Verb::Put, "schedule") => Some(json!({ "frequency": "daily" })),
+        _ => None,
+    }
+}
+
+/// Walks every endpoint × caller × tenant; returns the number of requests checked.
+async fn walk(store: &ControlStore) -> usize {
+    let w = world(store).await;
+
+    // The registry and the table must list the same endpoints with the same needs.
+    let table: Vec<(Verb, String, Need)> = EXPECTED
+        .iter()
+        .map(|(v, p, n, _)| (*v, p.to_string(), *n))
+        .collect();
+    let registry: Vec<(Verb, String, Need)> = w
+        .endpoints
+        .iter()
+        .map(|e| (e.method, e.path.clone(), e.need))
+        .collect();
+    let unlisted: Vec<_> = registry.iter().filter(|e| !table.contains(e)).collect();
+    let unregistered: Vec<_> = table.iter().filter(|e| !registry.contains(e)).collect();
+    assert!(
+        unlisted.is_empty(),
+        "endpoints registered but not in the matrix's EXPECTED table (add them, with their need): {unlisted:?}"
+    );
+    assert!(
+        unregistered.is_empty(),
+        "endpoints in EXPECTED but not registered: {unregistered:?}"
+    );
+
+    let (acme, globex) = (t("acme"), t("globex"));
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for (verb, path, need, ok) in EXPECTED {
+        let tenant_scoped = path.contains("{tenant}");
+        for who in &w.callers {
+            let places: &[(&TenantId, bool)] = if tenant_scoped {
+                &[(&acme, true), (&globex, false)]
+            } else {
+                &[(&acme, true)]
+            };
+            for (tenant, own) in places {
+                let uri = concrete(store, &w, path, tenant).await;
+                let body = body_for(&w, *verb, path, checked);
+                let audited_before = audit_len(store).await;
+                let r = call(&w.router, *verb, &uri, &who.cred, body).await;
+                let audited = audit_len(store).await - audited_before;
+                let want = expected(*need, *ok, who, *own);
+                checked += 1;
+                let want_audited = match (r.status.is_success(), *verb, &who.cred) {
+                    (false, _, _) => 0,
+                    (true, Verb::Get, _) => usize::from(path.ends_with("/export")),
+                    (true, Verb::Post, Cred::Bearer(_)) if path.ends_with("/logout") => 0,
+                    (true, _, _) => 1,
+                };
+                if audited != want_audited {
+                    failures.push(format!(
+                        "{verb:?} {path} as {}: {audited} audit entries appended, want {want_audited}",
+                        who.label
+                    ));
+                }
+                if r.status.as_u16() != want {
+                    failures.push(format!(
+                        "{verb:?} {path} as {} in {} tenant: got {}, want {want}: {}",
+                        who.label,
+                        if *own { "own" } else { "other" },
+                        r.status,
+                        String::from_utf8_lossy(&r.body)
+                    ));
+                } else if !r.status.is_success() {
+                    let code = &r.json()["error"]["code"];
+                    if !code.is_string() {
+                        failures.push(format!(
+                            "{verb:?} {path} as {}: error without the API's shape",
+                            who.label
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    checked
+}
+
+async fn audit_len(store: &ControlStore) -> usize {
+    store
+        .list_audit(None, 0, i64::MAX, crate::store::audit::MAX_AUDIT_PAGE)
+        .await
+        .expect("audit")
+        .len()
+}
+
+/// A credential secret unlike anything else in the store.
+const SECRET: &str = "plaintext-secret-7f3a9c1e";
+
+async fn credentials_never_leave_encrypted(h: &Harness) {
+    let store = &h.store;
+    let w = world(store).await;
+    let admin = &w
+        .callers
+        .iter()
+        .find(|c| c.label == "admin (session)")
+        .expect("admin")
+        .cred;
+    let base = "/api/v1/tenants/acme/connectors/dms/credentials";
+    let put = call(
+        &w.router,
+        Verb::Put,
+        base,
+        admin,
+        Some(json!({ "credentials": { "client_secret": SECRET, "user": "svc" } })),
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::OK);
+    let mut bodies = vec![put.body];
+    for path in [
+        base.to_string(),
+        "/api/v1/tenants/acme/audit".to_string(),
+        "/api/v1/tenants/acme/audit/export?format=csv".to_string(),
+        "/api/v1/tenants/acme/audit/export?format=json".to_string(),
+        "/api/v1/me".to_string(),
+    ] {
+        let r = call(&w.router, Verb::Get, &path, admin, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        bodies.push(r.body);
+    }
+    let audit = String::from_utf8_lossy(&bodies[2]).to_string();
+    assert!(audit.contains("credentials.set"), "{audit}");
+    for b in &bodies {
+        assert!(
+            !String::from_utf8_lossy(b).contains(SECRET),
+            "a response carries the secret"
+        );
+    }
+    // The store really holds it (decryptable), yet no byte of the database shows it.
+    let stored = store
+        .get_credentials(&t("acme"), "dms")
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!(stored.expose()["client_secret"], SECRET);
+    let dump = h.raw_dump().await;
+    for needle in [SECRET.as_bytes().to_vec(), hex::encode(SECRET).into_bytes()] {
+        assert!(
+            !dump.windows(needle.len()).any(|w| w == needle.as_slice()),
+            "the raw store holds the plaintext secret"
+        );
+    }
+}
+
+fn cred_of<'a>(w: &'a World, label: &str) -> &'a Cred {
+    &w.callers
+        .iter()
+        .find(|c| c.label == label)
+        .expect("caller")
+        .cred
+}
+
+fn error_of(r: &Resp) -> (u16, String, Option<String>) {
+    let e = &r.json()["error"];
+    (
+        r.status.as_u16(),
+        e["code"].as_str().unwrap_or("").to_string(),
+        e["field"].as_str().map(str::to_string),
+    )
+}
+
+async fn sessions_need_the_csrf_header_and_bearer_tokens_decide_alone(store: &ControlStore) {
+    let w = world(store).await;
+    let Cred::Session { cookie, csrf } = cred_of(&w, "owner (session)").clone() else {
+        panic!("owner signs in with a session")
+    };
+    let sync = "/api/v1/tenants/acme/connectors/crm/sync";
+    for presented in ["", "not-the-token"] {
+        let no_csrf = Cred::Session {
+            cookie: cookie.clone(),
+            csrf: presented.to_string(),
+        };
+        let r = call(&w.router, Verb::Post, sync, &no_csrf, None).await;
+        assert_eq!(error_of(&r), (403, "csrf_failed".into(), None));
+        // Reads need no CSRF token.
+        let r = call(&w.router, Verb::Get, "/api/v1/me", &no_csrf, None).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    let ok = Cred::Session {
+        cookie: cookie.clone(),
+        csrf: csrf.clone(),
+    };
+    assert_eq!(
+        call(&w.router, Verb::Post, sync, &ok, None).await.status,
+        StatusCode::ACCEPTED
+    );
+    // A bad bearer token is 401 even with a valid session cookie beside it.
+    let r = w
+        .router
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method("GET")
+                .uri("/api/v1/me")
+                .header(header::COOKIE, format!("hub_session={cookie}"))
+                .header(header::AUTHORIZATION, "Bearer hubt_forged")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    for bad in [
+        Cred::Bearer("hubt_forged".into()),
+        Cred::Session {
+            cookie: "hubs_forged".into(),
+            csrf: csrf.clone(),
+        },
+    ] {
+        let r = call(&w.router, Verb::Get, "/api/v1/me", &bad, None).await;
+        assert_eq!(error_of(&r), (401, "unauthenticated".into(), None));
+    }
+    // A revoked token stops working at once.
+    let tok = store
+        .create_api_token(&t("acme"), Role::Viewer, "short-lived", 3_600_000, None)
+        .await
+        .expect("token");
+    let bearer = Cred::Bearer(tok.token.expose().clone());
+    assert_eq!(
+        call(&w.router, Verb::Get, "/api/v1/me", &bearer, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let revoke = format!("/api/v1/tenants/acme/api-tokens/{}", tok.info.id);
+    assert_eq!(
+        call(&w.router, Verb::Delete, &revoke, &ok, None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        call(&w.router, Verb::Get, "/api/v1/me", &bearer, None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Signing out ends the session.
+    assert_eq!(
+        call(&w.router, Verb::Post, "/api/v1/auth/logout", &ok, None)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        call(&w.router, Verb::Get, "/api/v1/me", &ok, None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+async fn sign_in_is_throttled_and_names_wrong_fields(store: &ControlStore) {
+    let w = world(store).await;
+    let login = "/api/v1/auth/login";
+    let r = call(
+        &w.router,
+        Verb::Post,
+        login,
+        &Cred::Nobody,
+        Some(json!({ "email": "x@y.z" })),
+    )
+    .await;
+    assert_eq!(
+        error_of(&r),
+        (422, "invalid_input".into(), Some("password".into()))
+    );
+    let r = w
+        .router
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method("POST")
+                .uri(login)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from("{not json"))
+                .expect("request"),
+        )
+        .await
+        .expect("infallible");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let wrong = json!({ "email": "viewer@acme.example", "password": "not the password" });
+    for _ in 0..store.settings().login_max_failures {
+        let r = call(
+            &w.router,
+            Verb::Post,
+            login,
+            &Cred::Nobody,
+            Some(wrong.clone()),
+        )
+        .await;
+        assert_eq!(error_of(&r), (401, "invalid_credentials".into(), None));
+    }
+    // Locked now, even with the right password.
+    let right = json!({ "email": "viewer@acme.example", "password": PASSWORD });
+    let r = call(&w.router, Verb::Post, login, &Cred::Nobody, Some(right)).await;
+    assert_eq!(error_of(&r), (429, "throttled".into(), None));
+    assert!(r.headers.get(header::RETRY_AFTER).is_some());
+    assert!(!String::from_utf8_lossy(&r.body).contains("viewer@acme.example"));
+}
+
+async fn roles_cannot_be_escalated_and_input_errors_name_the_field(store: &ControlStore) {
+    let w = world(store).await;
+    let admin = cred_of(&w, "admin (session)");
+    let owner = cred_of(&w, "owner (session)");
+    let members = "/api/v1/tenants/acme/members";
+    let r = call(
+        &w.router,
+        Verb::Post,
+        members,
+        admin,
+        Some(json!({ "email": "newcomer@example.com", "role": "owner" })),
+    )
+    .await;
+    assert_eq!(error_of(&r).0, 403);
+    let r = call(
+        &w.router,
+        Verb::Post,
+        "/api/v1/tenants/acme/api-tokens",
+        admin,
+        Some(json!({ "name": "root", "role": "owner" })),
+    )
+    .await;
+    assert_eq!(error_of(&r).0, 403);
+    let owner_id = store
+        .find_user_by_email("owner@acme.example")
+        .await
+        .expect("read")
+        .expect("owner")
+        .id;
+    let owner_member = format!("{members}/{}", owner_id.0);
+    let r = call(
+        &w.router,
+        Verb::Patch,
+        &owner_member,
+        admin,
+        Some(json!({ "role": "viewer" })),
+    )
+    .await;
+    assert_eq!(error_of(&r).0, 403, "an admin may not demote an owner");
+    let r = call(&w.router, Verb::Delete, &owner_member, owner, None).await;
+    assert_eq!(error_of(&r), (409, "last_owner".into(), None));
+    let r = call(
+        &w.router,
+        Verb::Post,
+        members,
+        owner,
+        Some(json!({ "email": "newcomer@example.com", "role": "root" })),
+    )
+    .await;
+    assert_eq!(
+        error_of(&r),
+        (422, "invalid_input".into(), Some("role".into()))
+    );
+    let r = call(
+        &w.router,
+        Verb::Put,
+        "/api/v1/tenants/acme/connectors/crm/schedule",
+        admin,
+        Some(json!({ "frequency": "sometimes" })),
+    )
+    .await;
+    assert_eq!(
+        error_of(&r),
+        (422, "invalid_input".into(), Some("frequency".into()))
+    );
+    let r = call(
+        &w.router,
+        Verb::Put,
+        "/api/v1/tenants/acme/connectors/crm/credentials",
+        admin,
+        Some(json!({ "credentials": "a string" })),
+    )
+    .await;
+    assert_eq!(
+        error_of(&r),
+        (422, "invalid_input".into(), Some("credentials".into()))
+    );
+    let platform = cred_of(&w, "platform admin");
+    let r = call(
+        &w.router,
+        Verb::Post,
+        "/api/v1/tenants",
+        platform,
+        Some(json!({ "id": "Not Valid", "name": "x" })),
+    )
+    .await;
+    assert_eq!(
+        error_of(&r),
+        (422, "invalid_input".into(), Some("id".into()))
+    );
+    let r = call(
+        &w.router,
+        Verb::Post,
+        "/api/v1/tenants",
+        platform,
+        Some(json!({ "id": "acme", "name": "x" })),
+    )
+    .await;
+    assert_eq!(error_of(&r).0, 409);
+    let huge = "x".repeat(super::MAX_BODY_BYTES + 1);
+    let r = call(
+        &w.router,
+        Verb::Put,
+        "/api/v1/tenants/acme/connectors/crm/credentials",
+        admin,
+        Some(json!({ "credentials": { "blob": huge } })),
+    )
+    .await;
+    assert_eq!(error_of(&r), (413, "body_too_large".into(), None));
+    let r = call(&w.router, Verb::Get, "/api/v1/no-such-thing", admin, None).await;
+    assert_eq!(error_of(&r).1, "not_found");
+    let r = call(&w.router, Verb::Delete, "/api/v1/me", admin, None).await;
+    assert_eq!(error_of(&r), (405, "method_not_allowed".into(), None));
+}
+
+async fn another_tenants_objects_answer_404_through_ones_own_tenant(store: &ControlStore) {
+    let w = world(store).await;
+    let owner = cred_of(&w, "owner (session)");
+    let globex = t("globex");
+    let job = store.sync_now(&globex, "crm").await.expect("job");
+    let tok = store
+        .create_api_token(&globex, Role::Viewer, "theirs", 3_600_000, None)
+        .await
+        .expect("token");
+    let their_owner = store
+        .find_user_by_email("owner@globex.example")
+        .await
+        .expect("read")
+        .expect("user")
+        .id;
+    let cases = [
+        (
+            Verb::Get,
+            format!("/api/v1/tenants/acme/jobs/{}", job.id),
+            None,
+        ),
+        (
+            Verb::Post,
+            format!("/api/v1/tenants/acme/jobs/{}/cancel", job.id),
+            None,
+        ),
+        (
+            Verb::Delete,
+            format!("/api/v1/tenants/acme/api-tokens/{}", tok.info.id),
+            None,
+        ),
+        (
+            Verb::Patch,
+            format!("/api/v1/tenants/acme/members/{}", their_owner.0),
+            Some(json!({ "role": "viewer" })),
+        ),
+        (
+            Verb::Delete,
+            format!("/api/v1/tenants/acme/members/{}", their_owner.0),
+            None,
+        ),
+    ];
+    for (verb, path, body) in cases {
+        let r = call(&w.router, verb, &path, owner, body).await;
+        assert_eq!(error_of(&r).0, 404, "{verb:?} {path}");
+    }
+    // Untouched.
+    let job = store
+        .get_job(&globex, &job.id)
+        .await
+        .expect("read")
+        .expect("job");
+    assert_eq!(job.status.as_str(), "pending");
+    // A finished job cannot be cancelled again: 409.
+    let cancel = format!("/api/v1/tenants/globex/jobs/{}/cancel", job.id);
+    let platform = cred_of(&w, "platform admin");
+    assert_eq!(
+        call(&w.router, Verb::Post, &cancel, platform, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let r = call(&w.router, Verb::Post, &cancel, platform, None).await;
+    assert_eq!(error_of(&r), (409, "job_finished".into(), None));
+    // A tenant that does not exist is 404 for the platform admin too.
+    let r = call(
+        &w.router,
+        Verb::Get,
+        "/api/v1/tenants/nowhere/jobs",
+        platform,
+        None,
+    )
+    .await;
+    assert_eq!(error_of(&r).0, 404);
+}
+
+async fn changes_are_audited_with_actor_target_and_client_address(store: &ControlStore) {
+    let w = world(store).await;
+    let router = w
+        .router
+        .clone()
+        .layer(axum::extract::connect_info::MockConnectInfo(
+            std::net::SocketAddr::from(([192, 0, 2, 7], 40_000)),
+        ));
+    let Cred::Bearer(token) = cred_of(&w, "operator (API token)").clone() else {
+        panic!("operator token")
+    };
+    let r = call(
+        &router,
+        Verb::Post,
+        "/api/v1/tenants/acme/connectors/crm/sync",
+        &Cred::Bearer(token),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let entries = store
+        .list_audit(Some(&t("acme")), 0, i64::MAX, 100)
+        .await
+        .expect("audit");
+    let e = entries.last().expect("an entry");
+    assert_eq!(e.action, "job.sync_now");
+    assert_eq!(e.target, "connector/crm");
+    assert!(e.actor.starts_with("token:"), "{}", e.actor);
+    assert_eq!(e.client_addr.as_deref(), Some("192.0.2.7"));
+    assert!(store.verify_audit().await.expect("verify").is_intact());
+}
+
+async fn over_tls_the_cookie_is_secure_and_host_prefixed(store: &ControlStore) {
+    let router = api(store.clone(), ApiConfig { tls: true }).router;
+    user(store, "tls@acme.example", false).await;
+    let r = call(
+        &router,
+        Verb::Post,
+        "/api/v1/auth/login",
+        &Cred::Nobody,
+        Some(json!({ "email": "tls@acme.example", "password": PASSWORD })),
+    )
+    .await;
+    let set_cookie = r
+        .headers
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        set_cookie.starts_with("__Host-hub_session=hubs_"),
+        "{set_cookie}"
+    );
+    for attr in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
+        assert!(set_cookie.contains(attr), "{attr} missing");
+    }
+    let pair = set_cookie.split(';').next().unwrap_or("").to_string();
+    let me = |cookie: String| {
+        let router = router.clone();
+        async move {
+            router
+                .oneshot(
+                    Request::builder()
+                        .uri("/api/v1/me")
+                        .header(header::COOKIE, cookie)
+                        .body(Body::empty())
+                        .expect("request"),
+                )
+                .await
+                .expect("infallible")
+                .status()
+        }
+    };
+    assert_eq!(me(format!("theme=dark; {pair}")).await, StatusCode::OK);
+    // The plain-HTTP cookie name is not accepted over TLS.
+    let plain = pair.replacen("__Host-", "", 1);
+    assert_eq!(me(plain).await, StatusCode::UNAUTHORIZED);
+}
+
+on_both_backends! {
+    async fn every_endpoint_answers_every_caller_exactly(h) {
+        let checked = walk(&h.store).await;
+        // 23 endpoints, 18 tenant-scoped: (5 + 18 × 2) × 10 callers.
+        assert_eq!(checked, (EXPECTED.len() + 18) * 10);
+    }
+
+    async fn saved_credentials_appear_in_no_response_and_nowhere_in_the_raw_store(h) {
+        credentials_never_leave_encrypted(h).await;
+    }
+
+    async fn csrf_and_bearer_rules(h) {
+        sessions_need_the_csrf_header_and_bearer_tokens_decide_alone(&h.store).await;
+    }
+
+    async fn login_throttling_and_field_errors(h) {
+        sign_in_is_throttled_and_names_wrong_fields(&h.store).await;
+    }
+
+    async fn no_escalation_and_named_fields(h) {
+        roles_cannot_be_escalated_and_input_errors_name_the_field(&h.store).await;
+    }
+
+    async fn other_tenants_objects_are_404(h) {
+        another_tenants_objects_answer_404_through_ones_own_tenant(&h.store).await;
+    }
+
+    async fn tls_session_cookie(h) {
+        over_tls_the_cookie_is_secure_and_host_prefixed(&h.store).await;
+    }
+
+    async fn audit_entries_carry_who_what_and_where(h) {
+        changes_are_audited_with_actor_target_and_client_address(&h.store).await;
+    }
+}
