@@ -166,29 +166,6 @@ impl Publisher for KafkaPublisher {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_producer_is_idempotent_with_acks_all_and_the_configured_timeout() {
-        let c = KafkaPublisherConfig::new("broker:9092")
-            .message_timeout_ms(2500)
-            .client_option("security.protocol", "ssl")
-            .client_config();
-        assert_eq!(c.get("acks"), Some("all"));
-        assert_eq!(c.get("enable.idempotence"), Some("true"));
-        assert_eq!(c.get("linger.ms"), Some("2"));
-        assert_eq!(c.get("message.timeout.ms"), Some("2500"));
-        assert_eq!(c.get("security.protocol"), Some("ssl"));
-        assert_eq!(c.get("compression.type"), None);
-        assert_eq!(
-            KafkaPublisherConfig::new("b").message_timeout_ms,
-            KafkaPublisherConfig::DEFAULT_MESSAGE_TIMEOUT_MS
-        );
-    }
-}
-
 /// Reads a compacted topic of JSON values from the beginning to its end as of now: key →
 /// latest value (a tombstone removes the key). Fails after `timeout`.
 pub(crate) fn read_table(
@@ -264,4 +241,27 @@ pub(crate) fn read_table(
         }
     }
     Ok(table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_producer_is_idempotent_with_acks_all_and_the_configured_timeout() {
+        let c = KafkaPublisherConfig::new("broker:9092")
+            .message_timeout_ms(2500)
+            .client_option("security.protocol", "ssl")
+            .client_config();
+        assert_eq!(c.get("acks"), Some("all"));
+        assert_eq!(c.get("enable.idempotence"), Some("true"));
+        assert_eq!(c.get("linger.ms"), Some("2"));
+        assert_eq!(c.get("message.timeout.ms"), Some("2500"));
+        assert_eq!(c.get("security.protocol"), Some("ssl"));
+        assert_eq!(c.get("compression.type"), None);
+        assert_eq!(
+            KafkaPublisherConfig::new("b").message_timeout_ms,
+            KafkaPublisherConfig::DEFAULT_MESSAGE_TIMEOUT_MS
+        );
+    }
 }
