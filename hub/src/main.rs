@@ -9,6 +9,7 @@ mod admin;
 mod audit_cmd;
 mod bench;
 mod bench_sync;
+mod control_cmd;
 mod demo;
 mod mapping_cmd;
 mod node;
@@ -64,6 +65,11 @@ enum Command {
     },
     /// Run the HubSpot and Salesforce simulators, seeded, on local ports.
     Sandbox(sandbox_cmd::SandboxArgs),
+    /// Prepare the control-plane store (the first platform admin).
+    Control {
+        #[command(subcommand)]
+        which: control_cmd::ControlCommand,
+    },
     /// Verify or export the control plane's hash-chained audit log.
     Audit {
         #[command(subcommand)]
@@ -211,6 +217,7 @@ fn main() -> ExitCode {
             Command::Bench { which } => bench::run(which).await,
             Command::Sandbox(args) => sandbox_cmd::run(args).await,
             Command::Audit { which } => audit_cmd::run(which).await,
+            Command::Control { which } => control_cmd::run(which).await,
             Command::Validate { .. } | Command::Mapping { .. } | Command::Test { .. } => {
                 unreachable!("handled above")
             }

@@ -81,6 +81,28 @@ impl Node {
             control_router =
                 control_router.merge(hub_schemas::registry::routes(Arc::new(registry)));
         }
+        if has(roles, Role::Control)
+            && let Ok(url) = std::env::var("HUB_CONTROL_STORE")
+        {
+            // The REST API (`/api/v1`): opt-in, as it needs the control store and its master
+            // key; `hub control add-admin` creates the first platform admin.
+            let key = hub_control::MasterKey::from_env().context(
+                "HUB_CONTROL_STORE is set, so the control API needs its master key: \
+                 set HUB_MASTER_KEY (base64 of 32 bytes) or HUB_MASTER_KEY_FILE",
+            )?;
+            let store = hub_control::ControlStore::connect(
+                &url,
+                key,
+                hub_control::StoreSettings::default(),
+            )
+            .await
+            .context("opening the control store (HUB_CONTROL_STORE)")?;
+            control_router = control_router.merge(hub_control::api::router(
+                store,
+                hub_control::api::ApiConfig { tls: false },
+            ));
+            info!("control API at /api/v1");
+        }
         let registry_url = if embedded {
             format!("http://{control_addr}")
         } else {

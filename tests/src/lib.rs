@@ -186,6 +186,17 @@ impl Scenario {
         node_id: &str,
         registry: &str,
     ) -> anyhow::Result<HubProcess> {
+        self.spawn_with_env(roles, node_id, registry, &[])
+    }
+
+    /// Starts a node with extra environment variables (e.g. the control store's).
+    pub fn spawn_with_env(
+        &self,
+        roles: &str,
+        node_id: &str,
+        registry: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<HubProcess> {
         let ingest_port = free_port();
         let control_port = free_port();
         let log = self.dir.join(format!("{node_id}.log"));
@@ -209,6 +220,7 @@ impl Scenario {
                 "HUB_LOG",
                 std::env::var("HUB_E2E_LOG").unwrap_or_else(|_| "info,rdkafka=warn".into()),
             )
+            .envs(env.iter().copied())
             .stdout(Stdio::from(out.try_clone()?))
             .stderr(Stdio::from(out))
             .spawn()

@@ -1,0 +1,134 @@
+//! The control plane's REST API as `hub run` serves it, when `HUB_CONTROL_STORE` names a
+//! store: the first platform admin comes from `hub control add-admin`, signs in with a
+//! session cookie, creates a tenant with the CSRF token, and the change is in the audit log,
+//! whose chain `hub audit verify` finds intact.
+
+use std::process::Command;
+
+use hub_e2e::*;
+use serde_json::{Value, json};
+
+/// 32 bytes, base64: a throwaway master key for this test's store.
+const MASTER_KEY: &str = "dGhpcy1pcy1hLXRlc3QtbWFzdGVyLWtleS0zMi1ieXQ=";
+const ADMIN: &str = "admin@lakeside-motors.example";
+const PASSWORD: &str = "correct horse battery staple 7";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_serves_the_api_and_audits_what_it_changes() -> anyhow::Result<()> {
+    let Some(services) = Services::from_env("control_api_served") else {
+        return Ok(());
+    };
+    let s = Scenario::new("controlapi", services)?;
+    let store = format!("sqlite://{}", s.dir.join("control.db").display());
+    let added = Command::new(hub_bin())
+        .args(["control", "add-admin", "--store", &store, "--email", ADMIN])
+        .env("HUB_MASTER_KEY", MASTER_KEY)
+        .env("HUB_ADMIN_PASSWORD", PASSWORD)
+        .output()?;
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let hub = s.spawn_with_env(
+        "all",
+        "n1",
+        "embedded",
+        &[
+            ("HUB_CONTROL_STORE", &store),
+            ("HUB_MASTER_KEY", MASTER_KEY),
+        ],
+    )?;
+    let api = format!("{}/api/v1", hub.control);
+    let client = reqwest::Client::new();
+
+    let anonymous = client.get(format!("{api}/me")).send().await?;
+    assert_eq!(anonymous.status(), 401);
+    let body: Value = anonymous.json().await?;
+    assert!(body["error"]["code"].is_string(), "{body}");
+
+    let login = client
+        .post(format!("{api}/auth/login"))
+        .json(&json!({ "email": ADMIN, "password": PASSWORD }))
+        .send()
+        .await?;
+    assert_eq!(login.status(), 200);
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|c| c.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .map(str::to_string)
+        .expect("a session cookie");
+    let session: Value = login.json().await?;
+    let csrf = session["csrf_token"]
+        .as_str()
+        .expect("a CSRF token")
+        .to_string();
+
+    let me: Value = client
+        .get(format!("{api}/me"))
+        .header("cookie", &cookie)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert!(me.to_string().contains(ADMIN), "{me}");
+
+    let without_csrf = client
+        .post(format!("{api}/tenants"))
+        .header("cookie", &cookie)
+        .json(&json!({ "id": "lakeside", "name": "Lakeside Motors" }))
+        .send()
+        .await?;
+    assert_eq!(without_csrf.status(), 403, "a change needs the CSRF token");
+    let created = client
+        .post(format!("{api}/tenants"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({ "id": "lakeside", "name": "Lakeside Motors" }))
+        .send()
+        .await?;
+    assert!(created.status().is_success(), "{}", created.status());
+    let tenants: Value = client
+        .get(format!("{api}/tenants"))
+        .header("cookie", &cookie)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert!(tenants.to_string().contains("lakeside"), "{tenants}");
+
+    let verified = Command::new(hub_bin())
+        .args(["audit", "verify", "--store", &store])
+        .env("HUB_MASTER_KEY", MASTER_KEY)
+        .output()?;
+    assert!(
+        verified.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    let exported = Command::new(hub_bin())
+        .args([
+            "audit",
+            "export",
+            "--store",
+            &store,
+            "--from",
+            "2020-01-01",
+            "--to",
+            "2100-01-01",
+            "--format",
+            "json",
+        ])
+        .env("HUB_MASTER_KEY", MASTER_KEY)
+        .output()?;
+    let text = String::from_utf8_lossy(&exported.stdout);
+    assert!(
+        text.contains("lakeside"),
+        "the tenant's creation is audited: {text}"
+    );
+    assert!(!text.contains(PASSWORD), "no password in the audit log");
+    Ok(())
+}
