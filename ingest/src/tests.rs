@@ -930,3 +930,105 @@ fn ingest_emits_its_contract_metrics_with_labels_only_from_the_topology() {
     let leaked = recorder.keys().iter().any(|k| k.contains("attacker"));
     assert!(!leaked, "a URL value became a label");
 }
+
+/// HubSpot's own webhook endpoint: the v3 signature over the URL HubSpot posted to, checked
+/// before anything else is read; a good delivery whose objects cannot be fetched is a 503
+/// (HubSpot retries it) and stores nothing.
+mod hubspot_webhooks {
+    use super::*;
+    use hub_connectors::hubspot::events::{SIGNATURE_V3_HEADER, TIMESTAMP_HEADER, sign_v3};
+
+    const SECRET: &str = "hubspot-app-client-secret-0001";
+    const PATH: &str = "/ingest/hubspot/v3/lakeside-auto/hs";
+    const EVENTS: &str = r#"[{"eventId":1,"subscriptionId":12345,"portalId":62515,"occurredAt":1564113600000,"subscriptionType":"contact.propertyChange","propertyName":"city","propertyValue":"Austin","attemptNumber":0,"objectId":123,"changeSource":"CRM","appId":54321}]"#;
+
+    async fn hub(api_base: &str) -> Hub {
+        let text = format!(
+            "version: 1\ntenants:\n  - id: lakeside-auto\n    connectors:\n      - id: hs\n        vendor: hubspot\n        webhook_secret: {SECRET}\n        api: {{ base_url: '{api_base}', token: pat-test, poll_ms: 0 }}\n        entities:\n          - vendor_entity: contacts\n            canonical: customer\n            external_id: /id\n            fields:\n              email: {{ from: /properties/email }}\n      - id: sf\n        vendor: salesforce\n        webhook_secret: lakeside-salesforce-webhook-secret\n"
+        );
+        let topology = Arc::new(hub_topology::parse_with_env(&text, &|_| None).unwrap());
+        Hub::build_with(topology, IngestLimits::default(), registry_url().await).await
+    }
+
+    fn delivery(path: &str, body: &str, signature: Option<String>) -> Request<Body> {
+        let ts = now_ms().to_string();
+        let mut r = Request::post(path)
+            .header("host", "hub.example")
+            .header("content-type", "application/json")
+            .header(TIMESTAMP_HEADER, &ts);
+        if let Some(sig) = signature {
+            r = r.header(SIGNATURE_V3_HEADER, sig);
+        }
+        r.body(Body::from(body.to_string())).unwrap()
+    }
+
+    fn signed(path: &str, body: &str) -> Request<Body> {
+        let ts = now_ms().to_string();
+        let url = format!("http://hub.example{path}");
+        let sig = sign_v3(SECRET.as_bytes(), "POST", &url, body.as_bytes(), &ts);
+        Request::post(path)
+            .header("host", "hub.example")
+            .header("content-type", "application/json")
+            .header(TIMESTAMP_HEADER, ts)
+            .header(SIGNATURE_V3_HEADER, sig)
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn bad_or_missing_signatures_are_refused_before_anything_is_read() {
+        let hub = hub(&dead_url().await).await;
+        let a = hub.send(delivery(PATH, EVENTS, None)).await;
+        assert_eq!(
+            (a.status, a.code()),
+            (StatusCode::UNAUTHORIZED, "hubspot_signature_missing")
+        );
+        let a = hub
+            .send(delivery(
+                PATH,
+                EVENTS,
+                Some("bm90IHRoZSBzaWduYXR1cmU=".into()),
+            ))
+            .await;
+        assert_eq!(
+            (a.status, a.code()),
+            (StatusCode::UNAUTHORIZED, "hubspot_signature_mismatch")
+        );
+        // Signed for another URL (another tenant's endpoint) is a mismatch too.
+        let mut other = signed("/ingest/hubspot/v3/other/hs", EVENTS);
+        *other.uri_mut() = PATH.parse().unwrap();
+        let a = hub.send(other).await;
+        assert_eq!(a.code(), "hubspot_signature_mismatch");
+        assert!(hub.publisher.records().is_empty());
+    }
+
+    #[tokio::test]
+    async fn only_hubspot_connectors_have_this_endpoint() {
+        let hub = hub(&dead_url().await).await;
+        let a = hub
+            .send(signed("/ingest/hubspot/v3/lakeside-auto/sf", EVENTS))
+            .await;
+        assert_eq!(
+            (a.status, a.code()),
+            (StatusCode::NOT_FOUND, "unknown_connector")
+        );
+        let a = hub
+            .send(signed("/ingest/hubspot/v3/nobody/hs", EVENTS))
+            .await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn a_signed_body_that_is_not_events_is_a_400_and_an_unreachable_api_a_503() {
+        let hub = hub(&dead_url().await).await;
+        let a = hub.send(signed(PATH, r#"{"not":"events"}"#)).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.json);
+        let a = hub.send(signed(PATH, EVENTS)).await;
+        assert_eq!(
+            (a.status, a.code()),
+            (StatusCode::SERVICE_UNAVAILABLE, "vendor_unavailable")
+        );
+        assert!(a.headers.get("retry-after").is_some());
+        assert!(hub.publisher.records().is_empty(), "nothing stored");
+    }
+}
