@@ -22,16 +22,18 @@
 //!   members, API tokens, write-only credentials, audit list and export, sync jobs ("sync
 //!   now", cancel), schedules; bearer tokens or session cookie plus CSRF header; one error
 //!   shape; every route registered with what it needs, walked by the authorization-matrix
-//!   test (every endpoint × every caller × own/other tenant).
+//!   test (every endpoint × every caller × own/other tenant); the OpenAPI 3.1 document,
+//!   generated from the handlers with `utoipa` and served at `GET /api/v1/openapi.json`
+//!   ([`api::openapi`]), tested to list exactly the registered endpoints.
 //!
 //! Still to come from the control-plane issue (5): mounting the API in the node (it has no
 //! control store yet), the rest of the API (connector configuration CRUD and "test
 //! connection", OAuth2 authorization-code flows with state and PKCE, conflicts and dead
-//! letters, compliance report, analytics, the OpenAPI document, the
+//! letters, compliance report, analytics, the
 //! `/api/v1/ws/sync-monitor` WebSocket), the scheduler loop that drives
 //! `claim_due`/`start_job` on each node, rate limits and vendor API budgets.
 //!
-//! Depends on: sqlx, argon2, aes-gcm, metrics-exporter-prometheus, axum. Must not know about:
+//! Depends on: sqlx, argon2, aes-gcm, metrics-exporter-prometheus, axum, utoipa. Must not know about:
 //! Kafka loops, vendors, mappings.
 
 // The API is new code: keep every public item of it documented.

@@ -11,9 +11,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::auth::{Authed, ClientAddr};
-use super::error::{ApiError, JsonBody, bad_path, bad_query};
+use super::error::{ApiError, ErrorBody, ErrorDetail, JsonBody, bad_path, bad_query};
 use super::{ApiState, Need, Routes, Verb};
 use crate::auth::cookie::{cleared_session_cookie, session_cookie};
 use crate::auth::{Principal, Role, TenantId, UserId};
@@ -132,6 +134,84 @@ pub(super) fn register(r: Routes) -> Routes {
             T(Admin),
             put_schedule,
         )
+        .add(Verb::Get, "/openapi.json", Public, openapi_json)
+}
+
+// ---- the OpenAPI document ------------------------------------------------------------------
+
+/// The API's OpenAPI 3.1 document: every handler's `#[utoipa::path]`, listed here. A route
+/// registered without being listed fails `api::tests::openapi_documents_every_endpoint`.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "AutoMatrix Integration Hub control API",
+        description = "The control plane's REST API. Errors answer one shape everywhere: \
+            `{\"error\": {\"code\", \"message\", \"field\"?}}`. Authenticate with a bearer API \
+            token, or with the session cookie from sign-in plus the `x-csrf-token` header on \
+            every non-GET request."
+    ),
+    paths(
+        login,
+        logout,
+        me,
+        list_tenants,
+        create_tenant,
+        get_tenant,
+        list_members,
+        add_member,
+        change_member,
+        remove_member,
+        list_tokens,
+        create_token,
+        revoke_token,
+        put_credentials,
+        get_credentials,
+        list_audit,
+        export_audit,
+        list_jobs,
+        get_job,
+        cancel_job,
+        sync_now,
+        get_schedule,
+        put_schedule,
+        openapi_json,
+    ),
+    components(schemas(ErrorBody, ErrorDetail)),
+    modifiers(&SecuritySchemes)
+)]
+pub(super) struct ApiDoc;
+
+/// Adds the two ways to authenticate: `bearerAuth` (an API token) and `sessionCookie`.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearerAuth",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "sessionCookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::auth::cookie::session_cookie_name(false),
+                "The session cookie set by sign-in (`__Host-hub_session` over TLS); \
+                 non-GET requests also need the `x-csrf-token` header",
+            ))),
+        );
+    }
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "openapi",
+    responses(
+        (status = 200, description = "This API's OpenAPI 3.1 document", body = Object),
+    ),
+)]
+async fn openapi_json() -> Response {
+    Json(ApiDoc::openapi()).into_response()
 }
 
 // ---- helpers -------------------------------------------------------------------------------
@@ -179,7 +259,7 @@ fn parse_role(raw: &str) -> ApiResult<Role> {
 
 // ---- views (what responses show; never a secret) ------------------------------------------
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct TenantView {
     id: String,
     name: String,
@@ -196,10 +276,11 @@ impl From<Tenant> for TenantView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct TokenView {
     id: String,
     tenant: String,
+    #[schema(value_type = String)]
     role: Role,
     name: String,
     created_by: Option<String>,
@@ -264,13 +345,27 @@ fn schedule_view(s: &Schedule) -> Value {
 
 // ---- sign-in -------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginBody {
     email: String,
     password: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    tag = "auth",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "Signed in: the session cookie is set; the answer carries the CSRF token", body = Object),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "Not signed in, or no valid API token", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 422, description = "A field is missing or wrong; `field` names it", body = ErrorBody),
+        (status = 429, description = "Too many failed sign-ins; see `Retry-After`", body = ErrorBody),
+    ),
+)]
 async fn login(
     State(state): State<ApiState>,
     ClientAddr(addr): ClientAddr,
@@ -319,6 +414,19 @@ async fn login(
     Ok(resp)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    tag = "auth",
+    params(
+        ("x-csrf-token" = Option<String>, Header, description = "The session's CSRF token: required with the session cookie, not with a bearer token"),
+    ),
+    responses(
+        (status = 204, description = "Signed out; the session cookie is cleared"),
+        (status = 401, description = "Not signed in, or no valid API token", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 async fn logout(State(state): State<ApiState>, Extension(who): Extension<Authed>) -> ApiResult {
     if let Some(token) = &who.session_token
         && state.store.logout(token.expose()).await?
@@ -341,6 +449,16 @@ async fn logout(State(state): State<ApiState>, Extension(who): Extension<Authed>
     Ok(resp)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/me",
+    tag = "me",
+    responses(
+        (status = 200, description = "The caller: kind, id, e-mail, platform admin flag, roles by tenant", body = Object),
+        (status = 401, description = "Not signed in, or no valid API token", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 async fn me(State(state): State<ApiState>, Extension(who): Extension<Authed>) -> ApiResult {
     let (kind, id, email) = match &who.caller.principal {
         Principal::User(u) => {
@@ -367,6 +485,17 @@ async fn me(State(state): State<ApiState>, Extension(who): Extension<Authed>) ->
 
 // ---- tenants -------------------------------------------------------------------------------
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenants",
+    tag = "tenants",
+    responses(
+        (status = 200, description = "Every tenant, as `{\"tenants\": [...]}`", body = Object),
+        (status = 401, description = "Not signed in, or no valid API token", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 async fn list_tenants(State(state): State<ApiState>) -> ApiResult {
     let tenants: Vec<TenantView> = state
         .store
@@ -378,13 +507,32 @@ async fn list_tenants(State(state): State<ApiState>) -> ApiResult {
     Ok(Json(json!({ "tenants": tenants })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewTenantBody {
     id: String,
     name: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tenants",
+    tag = "tenants",
+    request_body = NewTenantBody,
+    params(
+        ("x-csrf-token" = Option<String>, Header, description = "The session's CSRF token: required with the session cookie, not with a bearer token"),
+    ),
+    responses(
+        (status = 201, description = "The tenant, created", body = TenantView),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "Not signed in, or no valid API token", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low", body = ErrorBody),
+        (status = 409, description = "Conflicts with the object's current state", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 422, description = "A field is missing or wrong; `field` names it", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 async fn create_tenant(
     State(state): State<ApiState>,
     Extension(who): Extension<Authed>,
@@ -412,6 +560,21 @@ async fn create_tenant(
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenants/{tenant}",
+    tag = "tenants",
+    params(
+        ("tenant" = String, Path, description = "The tenant's id"),
+    ),
+    responses(
+        (status = 200, description = "The tenant", body = TenantView),
+        (status = 401, description = "Not signed in, or no valid API token", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low", body = ErrorBody),
+        (status = 404, description = "Absent, or another tenant's", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 async fn get_tenant(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
@@ -438,6 +601,21 @@ async fn members_of(state: &ApiState, tenant: &TenantId) -> ApiResult<Vec<(UserI
         .collect())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenants/{tenant}/members",
+    tag = "members",
+    params(
+        ("tenant" = String, Path, description = "The tenant's id"),
+    ),
+    responses(
+        (status = 200, description = "The tenant's members, as `{\"members\": [...]}`", body = Object),
+        (status = 401, description = "Not signed in, or no valid API token", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low", body = ErrorBody),
+        (status = 404, description = "Absent, or another tenant's", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 async fn list_members(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
@@ -461,13 +639,34 @@ async fn list_members(
     Ok(Json(json!({ "members": members })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AddMemberBody {
     email: String,
     role: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tenants/{tenant}/members",
+    tag = "members",
+    request_body = AddMemberBody,
+    params(
+        ("tenant" = String, Path, description = "The tenant's id"),
+        ("x-csrf-token" = Option<String>, Header, description = "The session's CSRF token: required with the session cookie, not with a bearer token"),
+    ),
+    responses(
+        (status = 201, description = "The membership, created", body = Object),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "Not signed in, or no valid API token", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low", body = ErrorBody),
+        (status = 404, description = "Absent, or another tenant's", body = ErrorBody),
+        (status = 409, description = "Conflicts with the object's current state", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 422, description = "A field is missing or wrong; `field` names it", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 async fn add_member(
     State(state): State<ApiState>,
     Extension(who): Extension<Authed>,
@@ -546,12 +745,34 @@ async fn touchable_member(
     Ok(current)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RoleBody {
     role: String,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/tenants/{tenant}/members/{user}",
+    tag = "members",
+    request_body = RoleBody,
+    params(
+        ("tenant" = String, Path, description = "The tenant's id"),
+        ("user" = String, Path, description = "The member's user id"),
+        ("x-csrf-token" = Option<String>, Header, description = "The session's CSRF token: required with the session cookie, not with a bearer token"),
+    ),
+    responses(
+        (status = 200, description = "The membership, changed", body = Object),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "Not signed in, or no valid API token", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low", body = ErrorBody),
+        (status = 404, description = "Absent, or another tenant's", body = ErrorBody),
+        (status = 409, description = "Conflicts with the object's current state", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 422, description = "A field is missing or wrong; `field` names it", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 async fn change_member(
     State(state): State<ApiState>,
     Extension(who): Extension<Authed>,
@@ -577,6 +798,24 @@ async fn change_member(
     Ok(Json(json!({ "user_id": user.0, "role": role })).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tenants/{tenant}/members/{user}",
+    tag = "members",
+    params(
+        ("tenant" = String, Path, description = "The tenant's id"),
+        ("user" = String, Path, description = "The member's user id"),
+        ("x-csrf-token" = Option<String>, Header, description = "The session's CSRF token: required with the session cookie, not with a bearer token"),
+    ),
+    responses(
+        (status = 204, description = "The membership, removed"),
+        (status = 401, description = "Not signed in, or no valid API token", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low", body = ErrorBody),
+        (status = 404, description = "Absent, or another tenant's", body = ErrorBody),
+        (status = 409, description = "Conflicts with the object's current state", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 async fn remove_member(
     State(state): State<ApiState>,
     Extension(who): Extension<Authed>,
@@ -602,6 +841,21 @@ async fn remove_member(
 
 // ---- API tokens ----------------------------------------------------------------------------
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenants/{tenant}/api-tokens",
+    tag = "api-tokens",
+    params(
+        ("tenant" = String, Path, description = "The tenant's id"),
+    ),
+    responses(
+        (status = 200, description = "The tenant's API tokens (never their secrets), as `{\"tokens\": [...]}`", body = Object),
+        (status = 401, description = "Not signed in, or no valid API token", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low", body = ErrorBody),
+        (status = 404, description = "Absent, or another tenant's", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 async fn list_tokens(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
@@ -618,7 +872,7 @@ async fn list_tokens(
     Ok(Json(json!({ "tokens": tokens })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewTokenBody {
     name: String,
@@ -626,6 +880,26 @@ struct NewTokenBody {
     expires_in_ms: Option<i64>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tenants/{tenant}/api-tokens",
+    tag = "api-tokens",
+    request_body = NewTokenBody,
+    params(
+        ("tenant" = String, Path, description = "The tenant's id"),
+        ("x-csrf-token" = Option<String>, Header, description = "The session's CSRF token: required with the session cookie, not with a bearer token"),
+    ),
+    responses(
+        (status = 201, description = "The token, created; `token` carries its secret this once", body = Object),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "Not signed in, or no valid API token", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low", body = ErrorBody),
+        (status = 404, description = "Absent, or another tenant's", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 422, description = "A field is missing or wrong; `field` names it", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 async fn create_token(
     State(state): State<ApiState>,
     Extension(who): Extension<Authed>,
@@ -674,6 +948,23 @@ async fn create_token(
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tenants/{tenant}/api-tokens/{token}",
+    tag = "api-tokens",
+    params(
+        ("tenant" = String, Path, description = "The tenant's id"),
+        ("token" = String, Path, description = "The API token's id"),
+        ("x-csrf-token" = Option<String>, Header, description = "The session's CSRF token: required with the session cookie, not with a bearer token"),
+    ),
+    responses(
+        (status = 204, description = "The token, revoked"),
+        (status = 401, description = "Not signed in, or no valid API token", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low", body = ErrorBody),
+        (status = 404, description = "Absent, or another tenant's", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 async fn revoke_token(
     State(state): State<ApiState>,
     Extension(who): Extension<Authed>,
@@ -704,12 +995,35 @@ async fn revoke_token(
 
 // ---- credentials ---------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CredentialsBody {
+    /// The connector's credentials, any JSON object; stored encrypted, never shown again.
+    #[schema(value_type = Object)]
     credentials: Value,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/tenants/{tenant}/connectors/{connector}/credentials",
+    tag = "connectors",
+    request_body = CredentialsBody,
+    params(
+        ("tenant" = String, Path, description = "The tenant's id"),
+        ("connector" = String, Path, description = "The connector's name"),
+        ("x-csrf-token" = Option<String>, Header, description = "The session's CSRF token: required with the session cookie, not with a bearer token"),
+    ),
+    responses(
+        (status = 200, description = "The credentials' metadata (never the secret)", body = Object),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "Not signed in, or no valid API token", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low", body = ErrorBody),
+        (status = 404, description = "Absent, or another tenant's", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 422, description = "A field is missing or wrong; `field` names it", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 async fn put_credentials(
     State(state): State<ApiState>,
     Extension(who): Extension<Authed>,
@@ -743,6 +1057,22 @@ async fn put_credentials(
     Ok(Json(credential_view(&info)).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenants/{tenant}/connectors/{connector}/credentials",
+    tag = "connectors",
+    params(
+        ("tenant" = String, Path, description = "The tenant's id"),
+        ("connector" = String, Path, description = "The connector's name"),
+    ),
+    responses(
+        (status = 200, description = "The credentials' metadata (never the secret)", body = Object),
+        (status = 401, description = "Not signed in, or no valid API token", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low", body = ErrorBody),
+        (status = 404, description = "Absent, or another tenant's", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 async fn get_credentials(
     State(state): State<ApiState>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -775,6 +1105,25 @@ struct ExportQuery {
     format: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenants/{tenant}/audit",
+    tag = "audit",
+    params(
+        ("tenant" = String, Path, description = "The tenant's id"),
+        ("from_ms" = Option<i64>, Query, description = "Entries at or after this time (ms since the epoch)"),
+        ("to_ms" = Option<i64>, Query, description = "Entries at or before this time (ms since the epoch)"),
+        ("limit" = Option<i64>, Query, description = "How many to return at most"),
+    ),
+    responses(
+        (status = 200, description = "Audit entries, as `{\"entries\": [...]}`", body = Object),
+        (status = 401, description = "Not signed in, or no valid API token", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low", body = ErrorBody),
+        (status = 404, description = "Absent, or another tenant's", body = ErrorBody),
+        (status = 422, description = "A field is missing or wrong; `field` names it", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 async fn list_audit(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
@@ -799,6 +1148,25 @@ async fn list_audit(
     Ok(Json(json!({ "entries": entries })).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenants/{tenant}/audit/export",
+    tag = "audit",
+    params(
+        ("tenant" = String, Path, description = "The tenant's id"),
+        ("from_ms" = Option<i64>, Query, description = "Entries at or after this time (ms since the epoch)"),
+        ("to_ms" = Option<i64>, Query, description = "Entries at or before this time (ms since the epoch)"),
+        ("format" = Option<String>, Query, description = "`json` (the default) or `csv`"),
+    ),
+    responses(
+        (status = 200, description = "The audit log as a JSON or CSV attachment; the export itself is audited"),
+        (status = 401, description = "Not signed in, or no valid API token", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low", body = ErrorBody),
+        (status = 404, description = "Absent, or another tenant's", body = ErrorBody),
+        (status = 422, description = "A field is missing or wrong; `field` names it", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 async fn export_audit(
     State(state): State<ApiState>,
     Extension(who): Extension<Authed>,
@@ -863,6 +1231,23 @@ struct JobsQuery {
     limit: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenants/{tenant}/jobs",
+    tag = "jobs",
+    params(
+        ("tenant" = String, Path, description = "The tenant's id"),
+        ("limit" = Option<i64>, Query, description = "How many to return at most"),
+    ),
+    responses(
+        (status = 200, description = "Recent sync jobs, as `{\"jobs\": [...]}`", body = Object),
+        (status = 401, description = "Not signed in, or no valid API token", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low", body = ErrorBody),
+        (status = 404, description = "Absent, or another tenant's", body = ErrorBody),
+        (status = 422, description = "A field is missing or wrong; `field` names it", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 async fn list_jobs(
     State(state): State<ApiState>,
     path: Result<Path<String>, PathRejection>,
@@ -885,6 +1270,22 @@ async fn list_jobs(
     Ok(Json(json!({ "jobs": jobs })).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenants/{tenant}/jobs/{job}",
+    tag = "jobs",
+    params(
+        ("tenant" = String, Path, description = "The tenant's id"),
+        ("job" = String, Path, description = "The sync job's id"),
+    ),
+    responses(
+        (status = 200, description = "The sync job", body = Object),
+        (status = 401, description = "Not signed in, or no valid API token", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low", body = ErrorBody),
+        (status = 404, description = "Absent, or another tenant's", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 async fn get_job(
     State(state): State<ApiState>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -899,6 +1300,24 @@ async fn get_job(
     Ok(Json(job_view(&job)).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tenants/{tenant}/jobs/{job}/cancel",
+    tag = "jobs",
+    params(
+        ("tenant" = String, Path, description = "The tenant's id"),
+        ("job" = String, Path, description = "The sync job's id"),
+        ("x-csrf-token" = Option<String>, Header, description = "The session's CSRF token: required with the session cookie, not with a bearer token"),
+    ),
+    responses(
+        (status = 200, description = "The sync job, cancelled", body = Object),
+        (status = 401, description = "Not signed in, or no valid API token", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low", body = ErrorBody),
+        (status = 404, description = "Absent, or another tenant's", body = ErrorBody),
+        (status = 409, description = "Conflicts with the object's current state", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 async fn cancel_job(
     State(state): State<ApiState>,
     Extension(who): Extension<Authed>,
@@ -936,6 +1355,25 @@ async fn cancel_job(
     Ok(Json(job_view(&after)).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tenants/{tenant}/connectors/{connector}/sync",
+    tag = "connectors",
+    params(
+        ("tenant" = String, Path, description = "The tenant's id"),
+        ("connector" = String, Path, description = "The connector's name"),
+        ("x-csrf-token" = Option<String>, Header, description = "The session's CSRF token: required with the session cookie, not with a bearer token"),
+    ),
+    responses(
+        (status = 202, description = "A sync job, queued", body = Object),
+        (status = 401, description = "Not signed in, or no valid API token", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low", body = ErrorBody),
+        (status = 404, description = "Absent, or another tenant's", body = ErrorBody),
+        (status = 409, description = "Conflicts with the object's current state", body = ErrorBody),
+        (status = 422, description = "A field is missing or wrong; `field` names it", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 async fn sync_now(
     State(state): State<ApiState>,
     Extension(who): Extension<Authed>,
@@ -957,6 +1395,22 @@ async fn sync_now(
     Ok((StatusCode::ACCEPTED, Json(job_view(&job))).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tenants/{tenant}/connectors/{connector}/schedule",
+    tag = "connectors",
+    params(
+        ("tenant" = String, Path, description = "The tenant's id"),
+        ("connector" = String, Path, description = "The connector's name"),
+    ),
+    responses(
+        (status = 200, description = "The connector's schedule", body = Object),
+        (status = 401, description = "Not signed in, or no valid API token", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low", body = ErrorBody),
+        (status = 404, description = "Absent, or another tenant's", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 async fn get_schedule(
     State(state): State<ApiState>,
     path: Result<Path<(String, String)>, PathRejection>,
@@ -971,13 +1425,34 @@ async fn get_schedule(
     Ok(Json(schedule_view(&s)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ScheduleBody {
     frequency: String,
     first_due_ms: Option<i64>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/tenants/{tenant}/connectors/{connector}/schedule",
+    tag = "connectors",
+    request_body = ScheduleBody,
+    params(
+        ("tenant" = String, Path, description = "The tenant's id"),
+        ("connector" = String, Path, description = "The connector's name"),
+        ("x-csrf-token" = Option<String>, Header, description = "The session's CSRF token: required with the session cookie, not with a bearer token"),
+    ),
+    responses(
+        (status = 200, description = "The connector's schedule, set", body = Object),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "Not signed in, or no valid API token", body = ErrorBody),
+        (status = 403, description = "The caller's role is too low", body = ErrorBody),
+        (status = 404, description = "Absent, or another tenant's", body = ErrorBody),
+        (status = 413, description = "The body is over 64 KiB", body = ErrorBody),
+        (status = 422, description = "A field is missing or wrong; `field` names it", body = ErrorBody),
+    ),
+    security(("bearerAuth" = []), ("sessionCookie" = [])),
+)]
 async fn put_schedule(
     State(state): State<ApiState>,
     Extension(who): Extension<Authed>,

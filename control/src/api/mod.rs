@@ -18,7 +18,15 @@
 //! the change stands unaudited and the caller gets an error (the store has no transaction
 //! spanning both yet).
 //!
-//! Errors take one shape everywhere ([`error::ApiError`]).
+//! Errors take one shape everywhere ([`error::ApiError`], whose body is [`error::ErrorBody`]).
+//!
+//! The OpenAPI 3.1 document ([`openapi`]) is generated from the code with `utoipa`: each
+//! handler carries a `#[utoipa::path]` (method, path, request body, responses — every error
+//! response referencing the one `ErrorBody` schema — security: `bearerAuth` or
+//! `sessionCookie`, plus the `x-csrf-token` header parameter on non-GET requests), and the
+//! document is served publicly at `GET /api/v1/openapi.json`, itself registered through
+//! [`Routes::add`]. A test checks that the document and the [`Endpoint`] registry list exactly
+//! the same method + path pairs, so an endpoint added without its annotation fails the tests.
 
 pub mod auth;
 pub mod error;
@@ -54,7 +62,7 @@ pub struct ApiConfig {
 /// What an endpoint needs from its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Need {
-    /// Anyone, signed in or not (sign-in itself).
+    /// Anyone, signed in or not (sign-in itself, the OpenAPI document).
     Public,
     /// Any authenticated caller.
     Authenticated,
@@ -179,6 +187,12 @@ pub fn api(store: ControlStore, config: ApiConfig) -> Api {
         router: Router::new().nest(PREFIX, inner),
         endpoints: routes.endpoints,
     }
+}
+
+/// The API's OpenAPI 3.1 document, as served at `GET /api/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    handlers::ApiDoc::openapi()
 }
 
 /// The API's routes under [`PREFIX`] (see [`api`] for the registry too).

@@ -12,7 +12,7 @@ use axum::http::{Request, StatusCode, header};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::{ApiConfig, Endpoint, Need, Verb, api};
+use super::{ApiConfig, Endpoint, Need, Verb, api, openapi};
 use crate::auth::{Role, TenantId, UserId};
 use crate::secret::Secret;
 use crate::store::ControlStore;
@@ -24,6 +24,7 @@ const PASSWORD: &str = "correct horse battery staple";
 /// for the well-formed request the walk sends.
 const EXPECTED: &[(Verb, &str, Need, u16)] = &[
     (Verb::Post, "/api/v1/auth/login", Need::Public, 200),
+    (Verb::Get, "/api/v1/openapi.json", Need::Public, 200),
     (Verb::Get, "/api/v1/me", Need::Authenticated, 200),
     (Verb::Get, "/api/v1/tenants", Need::Platform, 200),
     (Verb::Post, "/api/v1/tenants", Need::Platform, 201),
@@ -979,10 +980,134 @@ async fn over_tls_the_cookie_is_secure_and_host_prefixed(store: &ControlStore) {
     assert_eq!(me(plain).await, StatusCode::UNAUTHORIZED);
 }
 
+/// The OpenAPI document as served: public, JSON, OpenAPI 3.x; it lists exactly the registry's
+/// endpoints (method + path template), every error response references the one error
+/// schema, and every endpoint needing a caller names the two security schemes.
+async fn openapi_documents_every_endpoint_and_one_error_shape(store: &ControlStore) {
+    let built = api(store.clone(), ApiConfig::default());
+    let r = call(
+        &built.router,
+        Verb::Get,
+        "/api/v1/openapi.json",
+        &Cred::Nobody,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let ctype = r.headers.get(header::CONTENT_TYPE).expect("content type");
+    assert_eq!(ctype, "application/json");
+    let doc: Value = serde_json::from_slice(&r.body).expect("the document is JSON");
+    assert_eq!(
+        doc,
+        serde_json::to_value(openapi()).expect("serializable"),
+        "the served document is api::openapi()"
+    );
+    let version = doc["openapi"].as_str().expect("openapi version");
+    assert!(version.starts_with("3."), "openapi {version}");
+
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut documented = Vec::new();
+    for (path, item) in paths {
+        for (method, op) in item.as_object().expect("path item") {
+            if ![
+                "get", "put", "post", "delete", "options", "head", "patch", "trace",
+            ]
+            .contains(&method.as_str())
+            {
+                continue;
+            }
+            documented.push((method.to_uppercase(), path.clone()));
+            let responses = op["responses"].as_object().expect("responses");
+            assert!(
+                responses.keys().any(|s| s.starts_with('2')),
+                "{method} {path}: no success response"
+            );
+            for (status, resp) in responses {
+                if status.starts_with('4') || status.starts_with('5') {
+                    let schema = &resp["content"]["application/json"]["schema"]["$ref"];
+                    assert_eq!(
+                        schema, "#/components/schemas/ErrorBody",
+                        "{method} {path} {status}: the error response must reference the one error schema"
+                    );
+                }
+            }
+            let secured = op["security"].as_array().is_some_and(|s| {
+                s.iter().any(|x| x.get("bearerAuth").is_some())
+                    && s.iter().any(|x| x.get("sessionCookie").is_some())
+            });
+            let csrf = op["parameters"].as_array().is_some_and(|ps| {
+                ps.iter()
+                    .any(|p| p["name"] == super::auth::CSRF_HEADER && p["in"] == "header")
+            });
+            let endpoint = built
+                .endpoints
+                .iter()
+                .find(|e| e.path == *path && e.method.method().as_str() == method.to_uppercase());
+            if let Some(e) = endpoint {
+                let public = e.need == Need::Public;
+                assert_eq!(secured, !public, "{method} {path}: security schemes");
+                assert_eq!(
+                    csrf,
+                    !public && e.method != Verb::Get,
+                    "{method} {path}: the CSRF header parameter"
+                );
+            }
+        }
+    }
+    let registered: Vec<(String, String)> = built
+        .endpoints
+        .iter()
+        .map(|e| (e.method.method().as_str().to_string(), e.path.clone()))
+        .collect();
+    let undocumented: Vec<_> = registered
+        .iter()
+        .filter(|e| !documented.contains(e))
+        .collect();
+    let unregistered: Vec<_> = documented
+        .iter()
+        .filter(|e| !registered.contains(e))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "endpoints registered without a #[utoipa::path] listed in ApiDoc: {undocumented:?}"
+    );
+    assert!(
+        unregistered.is_empty(),
+        "endpoints in the OpenAPI document but not registered: {unregistered:?}"
+    );
+    assert_eq!(documented.len(), EXPECTED.len());
+
+    let schemas = &doc["components"]["schemas"];
+    let error = &schemas["ErrorBody"];
+    assert_eq!(error["required"], json!(["error"]));
+    let detail = &schemas["ErrorDetail"];
+    assert_eq!(detail["required"], json!(["code", "message"]));
+    assert!(detail["properties"]["field"].is_object());
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearerAuth"]["type"], "http");
+    assert_eq!(schemes["bearerAuth"]["scheme"], "bearer");
+    assert_eq!(schemes["sessionCookie"]["type"], "apiKey");
+    assert_eq!(schemes["sessionCookie"]["in"], "cookie");
+
+    // An actual error answers in the documented shape: exactly `error` with code and message.
+    let r = call(&built.router, Verb::Get, "/api/v1/me", &Cred::Nobody, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let body = r.json();
+    let keys: Vec<&String> = body.as_object().expect("object").keys().collect();
+    assert_eq!(keys, ["error"]);
+    let mut fields: Vec<&String> = body["error"].as_object().expect("object").keys().collect();
+    fields.sort();
+    assert_eq!(fields, ["code", "message"]);
+}
+
 on_both_backends! {
+    async fn openapi_documents_every_endpoint(h) {
+        openapi_documents_every_endpoint_and_one_error_shape(&h.store).await;
+    }
+
     async fn every_endpoint_answers_every_caller_exactly(h) {
         let checked = walk(&h.store).await;
-        // 23 endpoints, 18 tenant-scoped: (5 + 18 × 2) × 10 callers.
+        // 24 endpoints, 18 tenant-scoped: (6 + 18 × 2) × 10 callers.
         assert_eq!(checked, (EXPECTED.len() + 18) * 10);
     }
 
