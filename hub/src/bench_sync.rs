@@ -89,29 +89,12 @@ pub async fn sync(args: SyncArgs) -> anyhow::Result<()> {
     tenant.id = format!("bench-{run_id}");
     for c in &mut tenant.connectors {
         c.api = match c.id.as_str() {
-            "sf-main" => Some(ConnectorApi {
-                base_url: sf.base_url().to_string(),
-                token: None,
-                jwt: Some(JwtBearerSettings {
-                    consumer_key: sf.config().consumer_key.clone(),
-                    username: sf.config().username.clone(),
-                    private_key: None,
-                }),
-                poll_ms: 500,
-                poll: vec!["Contact".into()],
-                requests_per_10s: None,
-                headroom: None,
-                public_url: None,
-            }),
+            "sf-main" => Some(salesforce_api(&sf, 500)),
+            // Written to only: no polling; the account's tier and the share the hub may use.
             "hs-marketing" => Some(ConnectorApi {
-                base_url: hs.base_url().to_string(),
-                token: Some(hs.private_app_token().to_string()),
-                jwt: None,
-                poll_ms: 0,
-                poll: Vec::new(),
                 requests_per_10s: Some(args.hubspot_per_10s),
                 headroom: Some(args.headroom),
-                public_url: None,
+                ..hubspot_api(&hs, 0)
             }),
             _ => None,
         };
@@ -545,30 +528,8 @@ pub fn sync_both_ways(
             c.webhook_secret = hs.config().client_secret.clone();
         }
         c.api = match c.id.as_str() {
-            "sf-main" => Some(ConnectorApi {
-                base_url: sf.base_url().to_string(),
-                token: None,
-                jwt: Some(JwtBearerSettings {
-                    consumer_key: sf.config().consumer_key.clone(),
-                    username: sf.config().username.clone(),
-                    private_key: None,
-                }),
-                poll_ms: sf_poll_ms,
-                poll: vec!["Contact".into()],
-                requests_per_10s: None,
-                headroom: None,
-                public_url: None,
-            }),
-            "hs-marketing" => Some(ConnectorApi {
-                base_url: hs.base_url().to_string(),
-                token: Some(hs.private_app_token().to_string()),
-                jwt: None,
-                poll_ms: 10_000,
-                poll: vec!["contacts".into()],
-                requests_per_10s: None,
-                headroom: None,
-                public_url: None,
-            }),
+            "sf-main" => Some(salesforce_api(sf, sf_poll_ms)),
+            "hs-marketing" => Some(hubspot_api(hs, 10_000)),
             _ => None,
         };
     }
@@ -604,4 +565,38 @@ pub fn sync_both_ways(
         entities: vec![Entity::Customer],
         targets: vec!["hubspot".into(), "salesforce".into()],
     });
+}
+
+/// The `api:` section of a connector to the Salesforce sandbox: the JWT bearer flow (the
+/// sandbox checks claims, not signatures), polling `Contact` every `poll_ms`.
+pub fn salesforce_api(sf: &SalesforceSandbox, poll_ms: u64) -> ConnectorApi {
+    ConnectorApi {
+        base_url: sf.base_url().to_string(),
+        token: None,
+        jwt: Some(JwtBearerSettings {
+            consumer_key: sf.config().consumer_key.clone(),
+            username: sf.config().username.clone(),
+            private_key: None,
+        }),
+        poll_ms,
+        poll: vec!["Contact".into()],
+        requests_per_10s: None,
+        headroom: None,
+        public_url: None,
+    }
+}
+
+/// The `api:` section of a connector to the HubSpot sandbox: its private-app token, searching
+/// `contacts` every `poll_ms` (0: never).
+pub fn hubspot_api(hs: &HubSpotSandbox, poll_ms: u64) -> ConnectorApi {
+    ConnectorApi {
+        base_url: hs.base_url().to_string(),
+        token: Some(hs.private_app_token().to_string()),
+        jwt: None,
+        poll_ms,
+        poll: vec!["contacts".into()],
+        requests_per_10s: None,
+        headroom: None,
+        public_url: None,
+    }
 }

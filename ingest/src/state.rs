@@ -58,8 +58,9 @@ pub struct IngestState {
     pub(crate) codec: Arc<Codec>,
     pub(crate) limits: IngestLimits,
     pub(crate) idempotency: IdempotencyCache,
-    /// One HubSpot client per connector, shared by its poller and its webhook endpoint, so
-    /// both spend one rate limit.
+    /// One HubSpot client per connector, shared by its poller and its webhook endpoint, so a
+    /// delivery does not build an HTTP client (the account's rate limiter is shared anyway,
+    /// by `hub_connectors::build`).
     pub(crate) hubspot_clients: std::sync::Mutex<
         std::collections::HashMap<String, hub_connectors::hubspot::client::HubSpotClient>,
     >,

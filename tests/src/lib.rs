@@ -584,3 +584,40 @@ pub fn kafka_script(action: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The `api:` section of a connector to the Salesforce sandbox: the JWT bearer flow (the
+/// sandbox checks claims, not signatures), polling `Contact` every `poll_ms`.
+pub fn salesforce_api(
+    sf: &hub_sandbox::SalesforceSandbox,
+    poll_ms: u64,
+) -> hub_topology::ConnectorApi {
+    hub_topology::ConnectorApi {
+        base_url: sf.base_url().to_string(),
+        token: None,
+        jwt: Some(hub_topology::JwtBearerSettings {
+            consumer_key: sf.config().consumer_key.clone(),
+            username: sf.config().username.clone(),
+            private_key: None,
+        }),
+        poll_ms,
+        poll: vec!["Contact".into()],
+        requests_per_10s: None,
+        headroom: None,
+        public_url: None,
+    }
+}
+
+/// The `api:` section of a connector to the HubSpot sandbox: its private-app token, searching
+/// `contacts` every `poll_ms`.
+pub fn hubspot_api(hs: &hub_sandbox::HubSpotSandbox, poll_ms: u64) -> hub_topology::ConnectorApi {
+    hub_topology::ConnectorApi {
+        base_url: hs.base_url().to_string(),
+        token: Some(hs.private_app_token().to_string()),
+        jwt: None,
+        poll_ms,
+        poll: vec!["contacts".into()],
+        requests_per_10s: None,
+        headroom: None,
+        public_url: None,
+    }
+}

@@ -13,7 +13,7 @@ use hub_sandbox::hubspot::seed::SeedSize as HubSpotSeed;
 use hub_sandbox::hubspot::store::ObjectType;
 use hub_sandbox::salesforce::seed::SeedSize as SalesforceSeed;
 use hub_sandbox::{HubSpotConfig, HubSpotSandbox, SalesforceConfig, SalesforceSandbox};
-use hub_topology::{ConnectorApi, JwtBearerSettings, Route, Target, TargetKind};
+use hub_topology::{Route, Target, TargetKind};
 use serde_json::json;
 
 const PEOPLE: usize = 20;
@@ -45,12 +45,7 @@ async fn edits_on_either_side_arrive_on_the_other_once() -> anyhow::Result<()> {
         ..Default::default()
     })
     .await?;
-    let (sf_url, hs_url) = (sf.base_url().to_string(), hs.base_url().to_string());
-    let (key, user) = (
-        sf.config().consumer_key.clone(),
-        sf.config().username.clone(),
-    );
-    let token = hs.private_app_token().to_string();
+    let (sf_api, hs_api) = (salesforce_api(&sf, 200), hubspot_api(&hs, 5_000));
     let client_secret = hs.config().client_secret.clone();
     let s = Scenario::with_topology("bisync", services, move |t, tenant| {
         let t = t.tenants.iter_mut().find(|x| x.id == tenant).unwrap();
@@ -60,31 +55,9 @@ async fn edits_on_either_side_arrive_on_the_other_once() -> anyhow::Result<()> {
                 c.webhook_secret = client_secret.clone();
             }
             c.api = match c.id.as_str() {
-                "sf-main" => Some(ConnectorApi {
-                    base_url: sf_url.clone(),
-                    token: None,
-                    jwt: Some(JwtBearerSettings {
-                        consumer_key: key.clone(),
-                        username: user.clone(),
-                        private_key: None,
-                    }),
-                    poll_ms: 200,
-                    poll: vec!["Contact".into()],
-                    requests_per_10s: None,
-                    headroom: None,
-                    public_url: None,
-                }),
+                "sf-main" => Some(sf_api.clone()),
                 // Webhooks carry HubSpot's changes; this initial read and safety net is slow.
-                "hs-marketing" => Some(ConnectorApi {
-                    base_url: hs_url.clone(),
-                    token: Some(token.clone()),
-                    jwt: None,
-                    poll_ms: 5_000,
-                    poll: vec!["contacts".into()],
-                    requests_per_10s: None,
-                    headroom: None,
-                    public_url: None,
-                }),
+                "hs-marketing" => Some(hs_api.clone()),
                 _ => None,
             };
         }

@@ -12,7 +12,7 @@ use hub_sandbox::hubspot::seed::SeedSize as HubSpotSeed;
 use hub_sandbox::hubspot::store::ObjectType;
 use hub_sandbox::salesforce::seed::SeedSize as SalesforceSeed;
 use hub_sandbox::{HubSpotConfig, HubSpotSandbox, SalesforceConfig, SalesforceSandbox};
-use hub_topology::{ConnectorApi, JwtBearerSettings, Route, Target, TargetKind};
+use hub_topology::{Route, Target, TargetKind};
 use serde_json::json;
 
 const CONTACTS: usize = 300;
@@ -44,40 +44,13 @@ async fn salesforce_contacts_reach_hubspot_and_their_echoes_stop_there() -> anyh
         ..Default::default()
     })
     .await?;
-    let (sf_url, hs_url) = (sf.base_url().to_string(), hs.base_url().to_string());
-    let (key, user) = (
-        sf.config().consumer_key.clone(),
-        sf.config().username.clone(),
-    );
-    let token = hs.private_app_token().to_string();
+    let (sf_api, hs_api) = (salesforce_api(&sf, 200), hubspot_api(&hs, 300));
     let s = Scenario::with_topology("vendorsync", services, move |t, tenant| {
         let t = t.tenants.iter_mut().find(|x| x.id == tenant).unwrap();
         for c in &mut t.connectors {
             c.api = match c.id.as_str() {
-                "sf-main" => Some(ConnectorApi {
-                    base_url: sf_url.clone(),
-                    token: None,
-                    jwt: Some(JwtBearerSettings {
-                        consumer_key: key.clone(),
-                        username: user.clone(),
-                        private_key: None,
-                    }),
-                    poll_ms: 200,
-                    poll: vec!["Contact".into()],
-                    requests_per_10s: None,
-                    headroom: None,
-                    public_url: None,
-                }),
-                "hs-marketing" => Some(ConnectorApi {
-                    base_url: hs_url.clone(),
-                    token: Some(token.clone()),
-                    jwt: None,
-                    poll_ms: 300,
-                    poll: vec!["contacts".into()],
-                    requests_per_10s: None,
-                    headroom: None,
-                    public_url: None,
-                }),
+                "sf-main" => Some(sf_api.clone()),
+                "hs-marketing" => Some(hs_api.clone()),
                 _ => None,
             };
         }

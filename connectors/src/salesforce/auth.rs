@@ -6,13 +6,11 @@
 //! `expires_in`**: a client learns that a session ended from 401 `INVALID_SESSION_ID`, then
 //! refreshes (or re-mints) and retries once ([`crate::http::VendorHttp`] does the retry).
 //!
-//! **JWT signing.** The assertion must be signed RS256 with the connected app's private key.
-//! No RSA crate is in the workspace, and adding one (`rsa` + PKCS#8/PEM parsing, or
-//! `jsonwebtoken` with a crypto backend, stack-notes.md) for one signature is not worth it here
-//! — in production the key should live in a KMS/HSM that signs for us anyway. So signing is a
-//! seam, [`JwtSigner`]; the header and claims are built here. TODO(issue 4 follow-up): a
-//! signer backed by the deployment's key store. The sandbox checks the claims but not the
-//! signature (its README), which [`UnverifiedSandboxSigner`] relies on.
+//! **JWT signing.** The assertion is signed RS256 with the connected app's private key:
+//! [`Rs256Signer`] (ring, PKCS#8 PEM from the topology's `jwt.private_key`). Signing sits
+//! behind the [`JwtSigner`] seam, so a signer backed by a KMS/HSM can replace it; the header
+//! and claims are built here. Without a key, [`UnverifiedSandboxSigner`] sends unsigned
+//! assertions, which only the sandbox accepts (it checks claims, not signatures).
 
 use std::sync::Arc;
 use std::time::Duration;

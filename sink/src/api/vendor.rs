@@ -221,20 +221,30 @@ fn text(v: &Json) -> Option<String> {
     }
 }
 
+/// A vendor error, classified once by its connector, as the sink's retry decision.
 fn from_vendor(e: &VendorError) -> WriteResult {
-    match e.class {
-        ErrorClass::Permanent => WriteResult::Permanent {
-            reason: format!("{} {}: {}", e.vendor, e.code, e.message),
-        },
+    let reason = match e.class {
+        ErrorClass::Permanent => format!("{} {}: {}", e.vendor, e.code, e.message),
+        ErrorClass::Auth => format!("{} {}: credentials refused", e.vendor, e.code),
+        _ => format!("{} {}", e.vendor, e.code),
+    };
+    by_class(e.class.clone(), reason)
+}
+
+/// Permanent → dead letter; transient, rate-limited and auth (the client already refreshed
+/// once) → retried, after the vendor's `Retry-After` when it gave one.
+fn by_class(class: ErrorClass, reason: String) -> WriteResult {
+    match class {
+        ErrorClass::Permanent => WriteResult::Permanent { reason },
         ErrorClass::Transient { retry_after } | ErrorClass::RateLimited { retry_after } => {
             WriteResult::Transient {
                 retry_after,
-                reason: format!("{} {}", e.vendor, e.code),
+                reason,
             }
         }
         ErrorClass::Auth => WriteResult::Transient {
             retry_after: None,
-            reason: format!("{} {}: credentials refused", e.vendor, e.code),
+            reason,
         },
     }
 }
@@ -430,20 +440,7 @@ fn place(
             }
         }
         Err(e) => {
-            let reason = e.to_string();
-            let r = match e.class() {
-                ErrorClass::Permanent => WriteResult::Permanent { reason },
-                ErrorClass::Transient { retry_after } | ErrorClass::RateLimited { retry_after } => {
-                    WriteResult::Transient {
-                        retry_after,
-                        reason,
-                    }
-                }
-                ErrorClass::Auth => WriteResult::Transient {
-                    retry_after: None,
-                    reason,
-                },
-            };
+            let r = by_class(e.class(), e.to_string());
             for n in positions {
                 out[*n] = r.clone();
             }
