@@ -42,8 +42,10 @@ pub mod api;
 pub mod auth;
 pub mod crypto;
 pub mod error;
+pub mod events;
 pub mod masking;
 pub mod observability;
+pub mod scheduler;
 pub mod secret;
 pub mod store;
 
