@@ -165,6 +165,11 @@ impl LocalBus {
         // No subscriber is not an error: nobody is watching.
         let _ = self.tx.send(event);
     }
+
+    /// How many subscribers are listening (connected feeds, plus a cluster bus's relay).
+    pub fn receiver_count(&self) -> usize {
+        self.tx.receiver_count()
+    }
 }
 
 impl EventBus for LocalBus {

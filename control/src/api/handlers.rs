@@ -36,7 +36,8 @@ const DEFAULT_TOKEN_TTL_MS: i64 = 90 * 24 * 3600 * 1000;
 pub(super) fn register(r: Routes) -> Routes {
     use Need::{Authenticated, Platform, Public, Tenant as T};
     use Role::{Admin, Operator, Viewer};
-    r.add(Verb::Post, "/auth/login", Public, login)
+    super::monitor::register(r)
+        .add(Verb::Post, "/auth/login", Public, login)
         .add(Verb::Post, "/auth/logout", Authenticated, logout)
         .add(Verb::Get, "/me", Authenticated, me)
         .add(Verb::Get, "/tenants", Platform, list_tenants)
@@ -175,8 +176,9 @@ pub(super) fn register(r: Routes) -> Routes {
         get_schedule,
         put_schedule,
         openapi_json,
+        super::monitor::sync_monitor,
     ),
-    components(schemas(ErrorBody, ErrorDetail)),
+    components(schemas(ErrorBody, ErrorDetail, crate::events::SyncEvent)),
     modifiers(&SecuritySchemes)
 )]
 pub(super) struct ApiDoc;

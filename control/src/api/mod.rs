@@ -31,6 +31,7 @@
 pub mod auth;
 pub mod error;
 mod handlers;
+mod monitor;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -40,7 +41,10 @@ use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
 
+use std::sync::Arc;
+
 use crate::auth::{Access, Role, TenantId};
+use crate::events::{EventBus, LocalBus};
 use crate::store::ControlStore;
 
 pub use auth::Authed;
@@ -128,6 +132,25 @@ pub struct ApiState {
     pub store: ControlStore,
     /// How the API is served.
     pub config: ApiConfig,
+    /// Where the live sync feed (`/ws/sync-monitor`) reads its events.
+    pub events: Arc<dyn EventBus>,
+}
+
+impl ApiState {
+    /// The state over `store`, with an in-process event bus (see [`ApiState::with_events`]).
+    pub fn new(store: ControlStore, config: ApiConfig) -> Self {
+        ApiState {
+            store,
+            config,
+            events: Arc::new(LocalBus::default()),
+        }
+    }
+
+    /// Uses `events` for the live sync feed: the node's bus, shared with its scheduler.
+    pub fn with_events(mut self, events: Arc<dyn EventBus>) -> Self {
+        self.events = events;
+        self
+    }
 }
 
 /// The router-plus-registry builder: the only way a route gets into the API.
@@ -173,9 +196,13 @@ pub struct Api {
     pub endpoints: Vec<Endpoint>,
 }
 
-/// Builds the API over `store`.
+/// Builds the API over `store`, with an in-process event bus.
 pub fn api(store: ControlStore, config: ApiConfig) -> Api {
-    let state = ApiState { store, config };
+    build(ApiState::new(store, config))
+}
+
+/// Builds the API over `state`.
+pub fn build(state: ApiState) -> Api {
     let routes = handlers::register(Routes::new(state.clone()));
     let inner = routes
         .router

@@ -26,6 +26,13 @@ const EXPECTED: &[(Verb, &str, Need, u16)] = &[
     (Verb::Post, "/api/v1/auth/login", Need::Public, 200),
     (Verb::Get, "/api/v1/openapi.json", Need::Public, 200),
     (Verb::Get, "/api/v1/me", Need::Authenticated, 200),
+    // A plain GET is not an upgrade: 426 (the feed itself is tested in `monitor`).
+    (
+        Verb::Get,
+        "/api/v1/ws/sync-monitor",
+        Need::Authenticated,
+        426,
+    ),
     (Verb::Get, "/api/v1/tenants", Need::Platform, 200),
     (Verb::Post, "/api/v1/tenants", Need::Platform, 201),
     (
@@ -1019,7 +1026,8 @@ async fn openapi_documents_every_endpoint_and_one_error_shape(store: &ControlSto
             documented.push((method.to_uppercase(), path.clone()));
             let responses = op["responses"].as_object().expect("responses");
             assert!(
-                responses.keys().any(|s| s.starts_with('2')),
+                // 101: the WebSocket's success is the switch of protocols.
+                responses.keys().any(|s| s.starts_with('2') || s == "101"),
                 "{method} {path}: no success response"
             );
             for (status, resp) in responses {
