@@ -46,7 +46,7 @@ use crate::store::jobs::{HeartbeatOutcome, JobProgress, JobStatus, SyncJob};
 pub const JOBS_TOTAL: &str = "hub_control_jobs_total";
 /// Jobs this node is running now: `hub_control_jobs_running`.
 pub const JOBS_RUNNING: &str = "hub_control_jobs_running";
-/// Scheduled slots this node claimed: `hub_control_schedule_claims_total`.
+/// Scheduled slots this node claimed: `hub_control_schedule_claims_total{node}`.
 pub const CLAIMS_TOTAL: &str = "hub_control_schedule_claims_total";
 
 /// How a node schedules.
@@ -205,7 +205,8 @@ impl Scheduler {
         let now = self.store.now_ms();
         let claimed = self.store.claim_due(&self.config.node, now).await?;
         if !claimed.is_empty() {
-            metrics::counter!(CLAIMS_TOTAL).increment(claimed.len() as u64);
+            metrics::counter!(CLAIMS_TOTAL, "node" => self.config.node.clone())
+                .increment(claimed.len() as u64);
             debug!(node = %self.config.node, jobs = claimed.len(), "claimed due schedule slots");
         }
         let mut started = Vec::new();

@@ -39,8 +39,9 @@ pub async fn ensure_topics(
             let retention = if t.contains(".dlq.") || t.ends_with(".conflicts") {
                 // Dead letters and conflicts wait for a person; keep them a quarter.
                 "7776000000"
-            } else if t.ends_with(".ledger") {
-                // An echo comes back within seconds of the write it reflects; a day is ample.
+            } else if t.ends_with(".ledger") || t.ends_with(".sync-events") {
+                // An echo comes back within seconds of the write it reflects, and live
+                // events are watched as they happen: a day is ample.
                 "86400000"
             } else {
                 // Seven days, room to replay after a weekend outage.

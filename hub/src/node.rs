@@ -81,6 +81,7 @@ impl Node {
             control_router =
                 control_router.merge(hub_schemas::registry::routes(Arc::new(registry)));
         }
+        let mut control_plane = None;
         if has(roles, Role::Control)
             && let Ok(url) = std::env::var("HUB_CONTROL_STORE")
         {
@@ -97,11 +98,20 @@ impl Node {
             )
             .await
             .context("opening the control store (HUB_CONTROL_STORE)")?;
-            control_router = control_router.merge(hub_control::api::router(
-                store,
+            // Live sync events travel through Kafka, so every node's feed shows every job.
+            let events: Arc<dyn hub_control::events::EventBus> = crate::jobs::KafkaBus::start(
+                &rt.kafka_bootstrap,
+                &topology.topic_names().sync_events(),
+            )
+            .context("starting the live sync-event relay")?;
+            let state = hub_control::api::ApiState::new(
+                store.clone(),
                 hub_control::api::ApiConfig { tls: false },
-            ));
+            )
+            .with_events(events.clone());
+            control_router = control_router.merge(hub_control::api::build(state).router);
             info!("control API at /api/v1");
+            control_plane = Some((store, events));
         }
         let registry_url = if embedded {
             format!("http://{control_addr}")
@@ -112,6 +122,7 @@ impl Node {
         let codec = Arc::new(Codec::new(&registry_url));
 
         let mut ingest_addr = None;
+        let mut ingest_state = None;
         if has(roles, Role::Ingest) {
             readiness.register("ingest");
             let publisher = hub_ingest::KafkaPublisher::new(&rt.kafka_bootstrap, 10_000)?;
@@ -126,6 +137,7 @@ impl Node {
                 state.clone(),
                 shutdown_rx.clone(),
             ));
+            ingest_state = Some(state.clone());
             tasks.push(serve(
                 listener,
                 hub_ingest::router(state),
@@ -133,6 +145,23 @@ impl Node {
             ));
             readiness.set("ingest", true);
             info!(addr = %ingest_addr.unwrap_or(control_addr), "ingest listening");
+        }
+        if let Some((store, events)) = control_plane {
+            // The scheduler: every control node claims due slots; a node that also runs
+            // ingest runs jobs (a pass of the connector's pollers).
+            let runner = ingest_state.map(|state| {
+                Arc::new(crate::jobs::IngestJobRunner { state })
+                    as Arc<dyn hub_control::scheduler::JobRunner>
+            });
+            let mut config = hub_control::scheduler::SchedulerConfig::new(rt.node_id.clone());
+            if let Some(ms) = std::env::var("HUB_SCHEDULER_TICK_MS")
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                config.tick = Duration::from_millis(ms.max(10));
+            }
+            let scheduler = hub_control::scheduler::Scheduler::new(store, config, runner, events);
+            tasks.push(tokio::spawn(scheduler.run(shutdown_rx.clone())));
         }
         if has(roles, Role::Transform) {
             readiness.register("transform");

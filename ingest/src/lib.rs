@@ -30,6 +30,6 @@ mod tests;
 pub use error::IngestError;
 pub use http::{IDEMPOTENCY_KEY_HEADER, IDEMPOTENT_REPLAYED_HEADER, router};
 pub use kafka::{KafkaPublisher, KafkaPublisherConfig};
-pub use poll::spawn_pollers;
+pub use poll::{SyncPass, SyncPassError, spawn_pollers, sync_pass};
 pub use publisher::{MemoryPublisher, OutboundRecord, PublishError, Publisher};
 pub use state::{IngestLimits, IngestState};

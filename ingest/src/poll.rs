@@ -68,49 +68,126 @@ pub fn spawn_pollers(
             if api.poll_ms == 0 {
                 continue;
             }
-            let Some(settings) = api_settings(connector) else {
-                continue;
-            };
-            for object in api.polled(connector) {
-                let Some(mapping) = connector.mapping(object) else {
-                    warn!(connector = %connector.id, object, "polled object has no mapping; skipped");
-                    continue;
-                };
-                let client = match connector.vendor {
-                    Vendor::Salesforce => build::salesforce(&settings)
-                        .map(|c| Client::Salesforce(c, None))
-                        .map_err(|e| e.to_string()),
-                    Vendor::Hubspot => state.hubspot_client(&tenant.id, connector).map(|c| {
-                        Client::HubSpot(
-                            c,
-                            Window {
-                                start_ms: 0,
-                                end_ms: 0,
-                            },
-                        )
-                    }),
-                    other => {
-                        warn!(connector = %connector.id, vendor = other.name(), "the hub cannot poll this vendor yet");
-                        continue;
-                    }
-                };
-                let client = match client {
-                    Ok(c) => c,
-                    Err(e) => {
-                        warn!(connector = %connector.id, error = %e, "poller not started");
-                        continue;
-                    }
-                };
-                let poll = Poll {
-                    tenant: tenant.clone(),
-                    connector: connector.clone(),
-                    mapping: mapping.clone(),
-                    client,
-                    every: Duration::from_millis(api.poll_ms),
-                };
+            for poll in polls_of(&state, tenant, connector) {
                 out.push(tokio::spawn(poll.run(state.clone(), shutdown.clone())));
             }
         }
+    }
+    out
+}
+
+/// What one [`sync_pass`] read and published.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncPass {
+    /// Vendor objects read (e.g. `Contact` and `Lead`).
+    pub objects: usize,
+    /// Records published on `<ns>.raw.<vendor>`.
+    pub records: usize,
+}
+
+/// Why a [`sync_pass`] could not run or stopped. Its `Display` is classified and free of
+/// personal data: a job's recorded error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyncPassError {
+    #[error("connector_unknown: the tenant's topology has no connector `{0}`")]
+    UnknownConnector(String),
+    #[error(
+        "connector_not_pollable: connector `{0}` has no `api:` section the hub can read from \
+         (it receives webhooks); there is nothing to pull"
+    )]
+    NotPollable(String),
+    #[error("vendor_read_failed: {0}")]
+    Read(String),
+}
+
+/// "Sync now" for one connector: one round of every polled object — everything changed
+/// since its saved cursor, published like the pollers do and the cursor saved after. It runs
+/// whether or not the connector polls continuously (`poll_ms`); a continuous poller running
+/// at the same time may read some records twice, which the resolve stage treats as no
+/// change. `progress` is called with the records published so far after each object.
+pub async fn sync_pass(
+    state: &IngestState,
+    tenant: &str,
+    connector: &str,
+    mut progress: impl FnMut(SyncPass),
+) -> Result<SyncPass, SyncPassError> {
+    let (t, c) = state
+        .topology
+        .tenant(tenant)
+        .and_then(|t| {
+            t.connectors
+                .iter()
+                .find(|c| c.id == connector)
+                .map(|c| (t, c))
+        })
+        .ok_or_else(|| SyncPassError::UnknownConnector(connector.to_string()))?;
+    if c.api.is_none() {
+        return Err(SyncPassError::NotPollable(connector.to_string()));
+    }
+    let polls = polls_of(state, t, c);
+    if polls.is_empty() {
+        return Err(SyncPassError::NotPollable(connector.to_string()));
+    }
+    let mut done = SyncPass::default();
+    for mut poll in polls {
+        poll.resume(state).await;
+        let n = poll.once(state).await.map_err(SyncPassError::Read)?;
+        metrics::counter!(hub_topology::metrics::POLL_RECORDS_TOTAL, "connector" => connector.to_string())
+            .increment(n as u64);
+        done.objects += 1;
+        done.records += n;
+        progress(done);
+    }
+    Ok(done)
+}
+
+/// A poll per polled object of one connector with an `api:` section; objects without a
+/// mapping, and a connector whose client cannot be built, are logged and left out.
+fn polls_of(state: &IngestState, tenant: &Tenant, connector: &Connector) -> Vec<Poll> {
+    let mut out = Vec::new();
+    let Some(api) = &connector.api else {
+        return out;
+    };
+    let Some(settings) = api_settings(connector) else {
+        return out;
+    };
+    for object in api.polled(connector) {
+        let Some(mapping) = connector.mapping(object) else {
+            warn!(connector = %connector.id, object, "polled object has no mapping; skipped");
+            continue;
+        };
+        let client = match connector.vendor {
+            Vendor::Salesforce => build::salesforce(&settings)
+                .map(|c| Client::Salesforce(c, None))
+                .map_err(|e| e.to_string()),
+            Vendor::Hubspot => state.hubspot_client(&tenant.id, connector).map(|c| {
+                Client::HubSpot(
+                    c,
+                    Window {
+                        start_ms: 0,
+                        end_ms: 0,
+                    },
+                )
+            }),
+            other => {
+                warn!(connector = %connector.id, vendor = other.name(), "the hub cannot poll this vendor yet");
+                continue;
+            }
+        };
+        let client = match client {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(connector = %connector.id, error = %e, "poller not started");
+                continue;
+            }
+        };
+        out.push(Poll {
+            tenant: tenant.clone(),
+            connector: connector.clone(),
+            mapping: mapping.clone(),
+            client,
+            every: Duration::from_millis(api.poll_ms.max(1)),
+        });
     }
     out
 }

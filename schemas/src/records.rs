@@ -117,6 +117,12 @@ pub mod topics {
             format!("{}.conflicts", self.namespace)
         }
 
+        /// `<ns>.sync-events`: the live sync feed every node publishes its jobs' events to
+        /// and relays to its WebSocket clients (`/api/v1/ws/sync-monitor`).
+        pub fn sync_events(&self) -> String {
+            format!("{}.sync-events", self.namespace)
+        }
+
         /// A consumer group of this namespace, e.g. `<ns>-transform`.
         pub fn group(&self, role: &str) -> String {
             format!("{}-{role}", self.namespace)

@@ -1000,6 +1000,7 @@ impl Topology {
         t.push(names.cursors());
         t.push(names.ledger());
         t.push(names.conflicts());
+        t.push(names.sync_events());
         t.push(names.dlq_transform());
         t.push(names.dlq_sink());
         t
