@@ -29,8 +29,11 @@
 //! the same method + path pairs, so an endpoint added without its annotation fails the tests.
 
 pub mod auth;
+mod desk;
 pub mod error;
 mod handlers;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -44,6 +47,7 @@ use crate::auth::{Access, Role, TenantId};
 use crate::store::ControlStore;
 
 pub use auth::Authed;
+pub use desk::{GatewayError, GatewayFuture, PipelineGateway, ResolutionSubmission};
 pub use error::ApiError;
 
 /// The API's path prefix.
@@ -128,6 +132,26 @@ pub struct ApiState {
     pub store: ControlStore,
     /// How the API is served.
     pub config: ApiConfig,
+    /// The way into the pipeline for the desk's actions (submitting a conflict's resolution,
+    /// replaying a dead letter); without it those answer 501 `pipeline_not_connected`.
+    pub gateway: Option<Arc<dyn PipelineGateway>>,
+}
+
+impl ApiState {
+    /// State over `store`, with no pipeline gateway.
+    pub fn new(store: ControlStore, config: ApiConfig) -> Self {
+        ApiState {
+            store,
+            config,
+            gateway: None,
+        }
+    }
+
+    /// The same, with the desk's actions going through `gateway`.
+    pub fn with_gateway(mut self, gateway: Arc<dyn PipelineGateway>) -> Self {
+        self.gateway = Some(gateway);
+        self
+    }
 }
 
 /// The router-plus-registry builder: the only way a route gets into the API.
@@ -175,7 +199,11 @@ pub struct Api {
 
 /// Builds the API over `store`.
 pub fn api(store: ControlStore, config: ApiConfig) -> Api {
-    let state = ApiState { store, config };
+    api_with(ApiState::new(store, config))
+}
+
+/// Builds the API over `state` (e.g. with a pipeline gateway: [`ApiState::with_gateway`]).
+pub fn api_with(state: ApiState) -> Api {
     let routes = handlers::register(Routes::new(state.clone()));
     let inner = routes
         .router
