@@ -685,7 +685,7 @@ impl ControlStore {
     pub async fn upsert_dead_letter(&self, u: &DeadLetterUpsert) -> Result<bool> {
         let t = u.tenant.as_str();
         let exists: Option<(i64,)> = on_pool!(self, |p| sqlx::query_as(
-            "SELECT 1 FROM dead_letters WHERE tenant_id = $1 AND id = $2"
+            "SELECT attempts FROM dead_letters WHERE tenant_id = $1 AND id = $2"
         )
         .bind(t)
         .bind(&u.id)
