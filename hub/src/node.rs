@@ -81,6 +81,7 @@ impl Node {
             control_router =
                 control_router.merge(hub_schemas::registry::routes(Arc::new(registry)));
         }
+        let mut control_store = None;
         if has(roles, Role::Control)
             && let Ok(url) = std::env::var("HUB_CONTROL_STORE")
         {
@@ -97,10 +98,17 @@ impl Node {
             )
             .await
             .context("opening the control store (HUB_CONTROL_STORE)")?;
-            control_router = control_router.merge(hub_control::api::router(
-                store,
+            // The desk's actions (resolve a conflict, replay a dead letter) enter the
+            // pipeline through this node's producer.
+            let gateway = crate::desk::KafkaGateway::new(&rt.kafka_bootstrap, topology.topic_names())
+                .context("creating the control API's Kafka producer")?;
+            let state = hub_control::api::ApiState::new(
+                store.clone(),
                 hub_control::api::ApiConfig { tls: false },
-            ));
+            )
+            .with_gateway(Arc::new(gateway));
+            control_router = control_router.merge(hub_control::api::api_with(state).router);
+            control_store = Some(store);
             info!("control API at /api/v1");
         }
         let registry_url = if embedded {
@@ -110,6 +118,17 @@ impl Node {
         };
         tasks.push(serve(control_listener, control_router, shutdown_rx.clone()));
         let codec = Arc::new(Codec::new(&registry_url));
+        if let Some(store) = control_store {
+            // Conflicts and dead letters, materialized for the desk (after `serve`: the
+            // embedded registry that decodes dead letters is this node's).
+            tasks.push(crate::desk::spawn_feeder(
+                store,
+                rt.kafka_bootstrap.clone(),
+                topology.topic_names(),
+                codec.clone(),
+                shutdown_rx.clone(),
+            )?);
+        }
 
         let mut ingest_addr = None;
         if has(roles, Role::Ingest) {
