@@ -198,7 +198,12 @@ impl DataKey {
         ct: &[u8],
         nonce: &[u8],
     ) -> Result<Vec<u8>> {
-        open(self.0.expose(), &Self::record_aad(tenant, object), ct, nonce)
+        open(
+            self.0.expose(),
+            &Self::record_aad(tenant, object),
+            ct,
+            nonce,
+        )
     }
 }
 

@@ -144,7 +144,10 @@ impl Feeder {
         };
         let written = if msg.topic() == self.names.conflicts() {
             let Ok(rec) = serde_json::from_slice::<ConflictRecord>(payload) else {
-                warn!(offset = msg.offset(), "desk feeder: a conflict record that does not parse; passed over");
+                warn!(
+                    offset = msg.offset(),
+                    "desk feeder: a conflict record that does not parse; passed over"
+                );
                 return Ok(());
             };
             let Some(upsert) = conflict_upsert(&rec, msg.partition(), msg.offset()) else {
@@ -171,7 +174,10 @@ impl Feeder {
                         .map(|(t, _)| t.to_string())
                 });
             let Some(tenant) = tenant.and_then(|t| TenantId::new(t).ok()) else {
-                warn!(offset = msg.offset(), "desk feeder: a dead letter of no known tenant; passed over");
+                warn!(
+                    offset = msg.offset(),
+                    "desk feeder: a dead letter of no known tenant; passed over"
+                );
                 return Ok(());
             };
             let mut hdrs: Vec<(String, String)> = msg
@@ -180,12 +186,17 @@ impl Feeder {
                     h.iter()
                         .filter(|x| x.key.starts_with("hub-"))
                         .filter_map(|x| {
-                            Some((x.key.to_string(), String::from_utf8(x.value?.to_vec()).ok()?))
+                            Some((
+                                x.key.to_string(),
+                                String::from_utf8(x.value?.to_vec()).ok()?,
+                            ))
                         })
                         .collect()
                 })
                 .unwrap_or_default();
-            if dl.original_topic.starts_with(&format!("{}.raw.", self.names.namespace()))
+            if dl
+                .original_topic
+                .starts_with(&format!("{}.raw.", self.names.namespace()))
                 && let Ok(raw) = self.codec.decode_raw(&dl.original_value).await
             {
                 for (k, v) in [
@@ -318,8 +329,12 @@ impl KafkaGateway {
 impl PipelineGateway for KafkaGateway {
     fn submit_resolution<'a>(&'a self, s: &'a ResolutionSubmission) -> GatewayFuture<'a> {
         Box::pin(async move {
-            let resolution: Resolution = serde_json::from_value(s.resolution.clone())
-                .map_err(|e| GatewayError::Refused(format!("the resolution is not one the transform reads: {e}")))?;
+            let resolution: Resolution =
+                serde_json::from_value(s.resolution.clone()).map_err(|e| {
+                    GatewayError::Refused(format!(
+                        "the resolution is not one the transform reads: {e}"
+                    ))
+                })?;
             let request = ResolveRequest {
                 tenant: s.tenant.to_string(),
                 entity: s.entity.clone(),
@@ -337,10 +352,7 @@ impl PipelineGateway for KafkaGateway {
 
     fn replay<'a>(&'a self, r: &'a DeadLetterReplay) -> GatewayFuture<'a> {
         Box::pin(async move {
-            if !r
-                .topic
-                .starts_with(&format!("{}.", self.names.namespace()))
-            {
+            if !r.topic.starts_with(&format!("{}.", self.names.namespace())) {
                 return Err(GatewayError::Refused(format!(
                     "{} is not a topic of this hub's namespace",
                     r.topic

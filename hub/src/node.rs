@@ -100,8 +100,9 @@ impl Node {
             .context("opening the control store (HUB_CONTROL_STORE)")?;
             // The desk's actions (resolve a conflict, replay a dead letter) enter the
             // pipeline through this node's producer.
-            let gateway = crate::desk::KafkaGateway::new(&rt.kafka_bootstrap, topology.topic_names())
-                .context("creating the control API's Kafka producer")?;
+            let gateway =
+                crate::desk::KafkaGateway::new(&rt.kafka_bootstrap, topology.topic_names())
+                    .context("creating the control API's Kafka producer")?;
             let state = hub_control::api::ApiState::new(
                 store.clone(),
                 hub_control::api::ApiConfig { tls: false },

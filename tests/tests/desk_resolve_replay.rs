@@ -133,7 +133,10 @@ async fn a_conflict_resolved_through_the_api_makes_one_version_and_a_replay_land
     let me = Session::sign_in(&hub.control).await?;
     // The control plane manages this tenant (the desk keeps only managed tenants' records).
     let (status, _) = me
-        .post("/tenants", json!({ "id": s.tenant, "name": "Lakeside Motors" }))
+        .post(
+            "/tenants",
+            json!({ "id": s.tenant, "name": "Lakeside Motors" }),
+        )
         .await?;
     assert_eq!(status, 201);
     let t = s.tenant.clone();
@@ -146,11 +149,20 @@ async fn a_conflict_resolved_through_the_api_makes_one_version_and_a_replay_land
 
     // 2. A concurrent disagreement on the first name.
     let t0 = hub_schemas::records::now_ms() - 60_000;
-    let (status, _) = post(&client, &hub.ingest, &t, "Contact", &[sf_contact("Pat", t0)]).await?;
+    let (status, _) = post(
+        &client,
+        &hub.ingest,
+        &t,
+        "Contact",
+        &[sf_contact("Pat", t0)],
+    )
+    .await?;
     assert_eq!(status, 202);
-    eventually(Duration::from_secs(60), "the first contact decided", || async {
-        Ok((decisions(&hub.control, &t).await? >= 1.0).then_some(()))
-    })
+    eventually(
+        Duration::from_secs(60),
+        "the first contact decided",
+        || async { Ok((decisions(&hub.control, &t).await? >= 1.0).then_some(())) },
+    )
     .await?;
     let (status, _) = post_as(
         &client,
@@ -167,7 +179,9 @@ async fn a_conflict_resolved_through_the_api_makes_one_version_and_a_replay_land
         Duration::from_secs(60),
         "the pending conflict in the API",
         || async {
-            let (_, body) = me.get(&format!("/tenants/{t}/conflicts?status=pending")).await?;
+            let (_, body) = me
+                .get(&format!("/tenants/{t}/conflicts?status=pending"))
+                .await?;
             Ok(body["conflicts"]
                 .as_array()
                 .and_then(|a| a.first().cloned()))
@@ -187,7 +201,11 @@ async fn a_conflict_resolved_through_the_api_makes_one_version_and_a_replay_land
         .expect("first_name, side by side")
         .clone();
     assert_eq!(
-        (&first["current"]["value"], &first["incoming"]["value"], &first["held"]),
+        (
+            &first["current"]["value"],
+            &first["incoming"]["value"],
+            &first["held"]
+        ),
         (&json!("Pat"), &json!("Patricia"), &json!(true))
     );
 
@@ -242,18 +260,27 @@ async fn a_conflict_resolved_through_the_api_makes_one_version_and_a_replay_land
             json!({ "choice": "keep_current" }),
         )
         .await?;
-    assert_eq!((status, &body["error"]["code"]), (409, &json!("not_pending")));
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &json!("not_pending"))
+    );
 
     // 3. The dead letters: one discarded, the mapping fixed, "replay all".
-    let dead = eventually(Duration::from_secs(60), "two dead letters in the API", || async {
-        let (_, body) = me
-            .get(&format!("/tenants/{t}/dead-letters?stage=transform&field=vin&status=pending"))
-            .await?;
-        Ok(body["dead_letters"]
-            .as_array()
-            .filter(|a| a.len() >= 2)
-            .cloned())
-    })
+    let dead = eventually(
+        Duration::from_secs(60),
+        "two dead letters in the API",
+        || async {
+            let (_, body) = me
+                .get(&format!(
+                    "/tenants/{t}/dead-letters?stage=transform&field=vin&status=pending"
+                ))
+                .await?;
+            Ok(body["dead_letters"]
+                .as_array()
+                .filter(|a| a.len() >= 2)
+                .cloned())
+        },
+    )
     .await?;
     assert_eq!(dead.len(), 2);
     // Each names the record it holds: `<tenant>/sf-main/<Salesforce Id>`, the Id ending in i.
@@ -270,7 +297,11 @@ async fn a_conflict_resolved_through_the_api_makes_one_version_and_a_replay_land
             json!({ "reason": "a duplicate the dealer deleted in Salesforce" }),
         )
         .await?;
-    assert_eq!((status, &body["status"]), (200, &json!("discarded")), "{body}");
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &json!("discarded")),
+        "{body}"
+    );
 
     hub.kill();
     drop(hub);
@@ -278,7 +309,10 @@ async fn a_conflict_resolved_through_the_api_makes_one_version_and_a_replay_land
     let hub = s.spawn_with_env("all", "n1", "embedded", &env)?;
     let me = Session::sign_in(&hub.control).await?;
     let (status, body) = me
-        .post(&format!("/tenants/{t}/dead-letters/replay"), json!({ "all": true }))
+        .post(
+            &format!("/tenants/{t}/dead-letters/replay"),
+            json!({ "all": true }),
+        )
         .await?;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["replayed"], json!([replay_id]), "only the pending one");
@@ -295,14 +329,25 @@ async fn a_conflict_resolved_through_the_api_makes_one_version_and_a_replay_land
     .await?;
     assert_eq!(rows.len(), 1, "the discarded vehicle never lands: {rows:?}");
     assert_eq!(rows[0].key, vin(replay_i), "the replayed vehicle: {rows:?}");
-    let (_, replayed) = me.get(&format!("/tenants/{t}/dead-letters/{replay_id}")).await?;
+    let (_, replayed) = me
+        .get(&format!("/tenants/{t}/dead-letters/{replay_id}"))
+        .await?;
     assert_eq!(replayed["status"], "replayed");
-    let (_, discarded) = me.get(&format!("/tenants/{t}/dead-letters/{discard_id}")).await?;
+    let (_, discarded) = me
+        .get(&format!("/tenants/{t}/dead-letters/{discard_id}"))
+        .await?;
     assert_eq!(discarded["status"], "discarded");
-    assert!(discarded["discard_reason"].as_str().is_some_and(|r| r.contains("duplicate")));
+    assert!(
+        discarded["discard_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("duplicate"))
+    );
     // A replayed record is not replayed again.
     let (status, _) = me
-        .post(&format!("/tenants/{t}/dead-letters/{replay_id}/replay"), json!({}))
+        .post(
+            &format!("/tenants/{t}/dead-letters/{replay_id}/replay"),
+            json!({}),
+        )
         .await?;
     assert_eq!(status, 409);
     Ok(())

@@ -159,7 +159,9 @@ fn gateway(state: &ApiState) -> ApiResult<&dyn PipelineGateway> {
 
 fn gateway_error(e: GatewayError) -> ApiError {
     match e {
-        GatewayError::Refused(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "pipeline_refused", m),
+        GatewayError::Refused(m) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "pipeline_refused", m)
+        }
         GatewayError::Unavailable(m) => {
             tracing::warn!(error = %m, "the pipeline did not take a desk action");
             ApiError::new(
@@ -594,7 +596,8 @@ pub(super) async fn resolve_conflicts(
         .await;
         results.push(match outcome {
             Ok((c, choices)) => {
-                audited.push(json!({ "conflict": c.id, "resolution": choices_for_audit(&choices) }));
+                audited
+                    .push(json!({ "conflict": c.id, "resolution": choices_for_audit(&choices) }));
                 json!({ "conflict": item.conflict, "status": c.status })
             }
             Err(e) => json!({
@@ -766,6 +769,7 @@ async fn replay_one(
         (status = 403, description = "The caller's role is too low", body = ErrorBody),
         (status = 404, description = "Absent, or another tenant's", body = ErrorBody),
         (status = 409, description = "Conflicts with the object's current state", body = ErrorBody),
+        (status = 422, description = "The pipeline refuses the record (e.g. its topic is not this hub's)", body = ErrorBody),
         (status = 501, description = "This node is not connected to the pipeline", body = ErrorBody),
         (status = 503, description = "The pipeline did not acknowledge; the dead letter stays pending", body = ErrorBody),
     ),

@@ -431,6 +431,8 @@ impl ControlStore {
         .bind(&u.conflict_id)
         .fetch_optional(p)
         .await?);
+        // Checked here to skip the sealing, and again in the UPDATE: two feeders of one
+        // partition (during a rebalance) must not move a row back to an older record.
         if let Some((_, partition, offset)) = &current
             && *partition == i64::from(u.partition)
             && *offset >= u.offset
@@ -471,7 +473,9 @@ impl ControlStore {
         let resolved = u.event == ConflictEvent::Resolved;
         let held = u.held_fields.join(",");
         let n = match (current.is_some(), sealed) {
-            (false, Some((ct, nonce, kv))) => on_pool!(self, |p| sqlx::query(
+            (false, Some((ct, nonce, kv))) => {
+                on_pool!(self, |p| {
+                    sqlx::query(
                 "INSERT INTO conflicts (tenant_id, conflict_id, entity, conflict_key, connector, \
                  status, held_fields, fields_ct, fields_nonce, key_version, state_version, \
                  raised_at_ms, updated_at_ms, last_reason, resolved_by, resolved_at_ms, \
@@ -500,13 +504,16 @@ impl ControlStore {
             .bind(u.offset)
             .execute(p)
             .await?
-            .rows_affected()),
+            .rows_affected()
+                })
+            }
             (true, sealed) => {
                 let (ct, nonce, kv) = match sealed {
                     Some((ct, nonce, kv)) => (Some(ct), Some(nonce), Some(kv)),
                     None => (None, None, None),
                 };
-                on_pool!(self, |p| sqlx::query(
+                on_pool!(self, |p| {
+                    sqlx::query(
                     "UPDATE conflicts SET status = $3, \
                      held_fields = CASE WHEN $4 = '' THEN held_fields ELSE $4 END, \
                      fields_ct = COALESCE($5, fields_ct), fields_nonce = COALESCE($6, fields_nonce), \
@@ -517,7 +524,8 @@ impl ControlStore {
                      resolved_at_ms = CASE WHEN $12 THEN $14 ELSE resolved_at_ms END, \
                      resolved_version = CASE WHEN $12 THEN $8 ELSE resolved_version END, \
                      source_partition = $15, source_offset = $16 \
-                     WHERE tenant_id = $1 AND conflict_id = $2"
+                     WHERE tenant_id = $1 AND conflict_id = $2 \
+                     AND (source_partition <> $15 OR source_offset < $16)"
                 )
                 .bind(t)
                 .bind(&u.conflict_id)
@@ -537,7 +545,8 @@ impl ControlStore {
                 .bind(u.offset)
                 .execute(p)
                 .await?
-                .rows_affected())
+                .rows_affected()
+                })
             }
             (false, None) => 0,
         };
@@ -559,18 +568,17 @@ impl ControlStore {
              AND (raised_at_ms < $5 OR (raised_at_ms = $5 AND conflict_id < $6) OR $6 = '') \
              ORDER BY raised_at_ms DESC, conflict_id DESC LIMIT $7"
         );
-        let rows: Vec<ConflictRow> = on_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(
-            sql.clone()
-        ))
-        .bind(tenant.as_str())
-        .bind(f.status.map(DeskConflictStatus::as_str))
-        .bind(&f.entity)
-        .bind(&f.connector)
-        .bind(before_ms)
-        .bind(&before_id)
-        .bind(limit + 1)
-        .fetch_all(p)
-        .await?);
+        let rows: Vec<ConflictRow> =
+            on_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(tenant.as_str())
+                .bind(f.status.map(DeskConflictStatus::as_str))
+                .bind(&f.entity)
+                .bind(&f.connector)
+                .bind(before_ms)
+                .bind(&before_id)
+                .bind(limit + 1)
+                .fetch_all(p)
+                .await?);
         let mut out = rows
             .into_iter()
             .map(conflict_from)
@@ -589,26 +597,27 @@ impl ControlStore {
         let sql = format!(
             "SELECT {CONFLICT_COLUMNS} FROM conflicts WHERE tenant_id = $1 AND conflict_id = $2"
         );
-        let row: Option<ConflictRow> = on_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(
-            sql.clone()
-        ))
-        .bind(tenant.as_str())
-        .bind(id)
-        .fetch_optional(p)
-        .await?);
+        let row: Option<ConflictRow> =
+            on_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(tenant.as_str())
+                .bind(id)
+                .fetch_optional(p)
+                .await?);
         row.map(conflict_from).transpose()
     }
 
     /// Both sides of a conflict, field by field, opened with the tenant's data key: for a
     /// response to the tenant's own people, never for a log line or the audit log.
     pub async fn conflict_sides(&self, tenant: &TenantId, id: &str) -> Result<Option<Json>> {
-        let row: Option<(Vec<u8>, Vec<u8>)> = on_pool!(self, |p| sqlx::query_as(
+        let row: Option<(Vec<u8>, Vec<u8>)> = on_pool!(self, |p| {
+            sqlx::query_as(
             "SELECT fields_ct, fields_nonce FROM conflicts WHERE tenant_id = $1 AND conflict_id = $2"
         )
         .bind(tenant.as_str())
         .bind(id)
         .fetch_optional(p)
-        .await?);
+        .await?
+        });
         let Some((ct, nonce)) = row else {
             return Ok(None);
         };
@@ -741,7 +750,10 @@ impl ControlStore {
     ) -> Result<(Vec<DeskDeadLetter>, Option<String>)> {
         let limit = check_limit(f.limit)?;
         let (before_ms, before_id) = parse_cursor(f.cursor.as_deref())?;
-        let field = f.field.as_ref().map(|x| format!("%,{},%", x.replace(',', "")));
+        let field = f
+            .field
+            .as_ref()
+            .map(|x| format!("%,{},%", x.replace(',', "")));
         let sql = format!(
             "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE tenant_id = $1 \
              AND ($2 IS NULL OR stage = $2) AND ($3 IS NULL OR error_class = $3) \
@@ -750,20 +762,19 @@ impl ControlStore {
              AND (failed_at_ms < $7 OR (failed_at_ms = $7 AND id < $8) OR $8 = '') \
              ORDER BY failed_at_ms DESC, id DESC LIMIT $9"
         );
-        let rows: Vec<DeadLetterRow> = on_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(
-            sql.clone()
-        ))
-        .bind(tenant.as_str())
-        .bind(&f.stage)
-        .bind(&f.error_class)
-        .bind(&field)
-        .bind(f.status.map(DeadLetterStatus::as_str))
-        .bind(&f.original_topic)
-        .bind(before_ms)
-        .bind(&before_id)
-        .bind(limit + 1)
-        .fetch_all(p)
-        .await?);
+        let rows: Vec<DeadLetterRow> =
+            on_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(tenant.as_str())
+                .bind(&f.stage)
+                .bind(&f.error_class)
+                .bind(&field)
+                .bind(f.status.map(DeadLetterStatus::as_str))
+                .bind(&f.original_topic)
+                .bind(before_ms)
+                .bind(&before_id)
+                .bind(limit + 1)
+                .fetch_all(p)
+                .await?);
         let mut out = rows
             .into_iter()
             .map(dead_letter_from)
@@ -782,15 +793,15 @@ impl ControlStore {
         tenant: &TenantId,
         id: &str,
     ) -> Result<Option<DeskDeadLetter>> {
-        let sql =
-            format!("SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE tenant_id = $1 AND id = $2");
-        let row: Option<DeadLetterRow> = on_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(
-            sql.clone()
-        ))
-        .bind(tenant.as_str())
-        .bind(id)
-        .fetch_optional(p)
-        .await?);
+        let sql = format!(
+            "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE tenant_id = $1 AND id = $2"
+        );
+        let row: Option<DeadLetterRow> =
+            on_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(tenant.as_str())
+                .bind(id)
+                .fetch_optional(p)
+                .await?);
         row.map(dead_letter_from).transpose()
     }
 
@@ -933,12 +944,12 @@ impl ControlStore {
         .execute(p)
         .await?
         .rows_affected());
-        let row = self
-            .get_dead_letter(tenant, id)
-            .await?
-            .ok_or_else(|| ControlError::NotFound {
-                what: "the dead letter".into(),
-            })?;
+        let row =
+            self.get_dead_letter(tenant, id)
+                .await?
+                .ok_or_else(|| ControlError::NotFound {
+                    what: "the dead letter".into(),
+                })?;
         if n == 0 {
             return Err(ControlError::Conflict {
                 what: format!(
@@ -1024,7 +1035,9 @@ mod tests {
     }
 
     fn contains(haystack: &[u8], needle: &str) -> bool {
-        haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+        haystack
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
             || haystack
                 .windows(needle.len() * 2)
                 .any(|w| w == hex::encode(needle).as_bytes())
