@@ -31,7 +31,8 @@
 //! produced) → `replayed` once the broker acknowledged it, or back to `pending` when it did
 //! not; `pending` → `discarded` with a reason. A node that dies between the claim and the
 //! broker's answer leaves the row `replaying`; such a row becomes claimable again after
-//! [`REPLAY_LEASE_MS`]. In that window the record may have been produced already, so a replay
+//! [`REPLAY_LEASE_MS`], by replaying it on its own (a bulk replay picks `pending` rows only).
+//! In that window the record may have been produced already, so a replay
 //! is at-least-once there — harmless, as a raw record carries its ingest id and the resolve
 //! stage skips a change it already applied, and sinks write idempotently.
 
