@@ -1,4 +1,5 @@
-//! Envelope encryption for connector credentials.
+//! Envelope encryption for connector credentials and the tenant's other sealed records
+//! (conflicts' values, dead letters' original records: [`crate::store::desk`]).
 //!
 //! Each tenant has its own 256-bit data key; credentials are sealed with it (AES-256-GCM, a
 //! fresh 96-bit nonce per write). The data key itself is stored wrapped — sealed — by the
@@ -169,6 +170,40 @@ impl DataKey {
         nonce: &[u8],
     ) -> Result<Vec<u8>> {
         open(self.0.expose(), &Self::aad(tenant, connector), ct, nonce)
+    }
+}
+
+impl DataKey {
+    fn record_aad(tenant: &str, object: &str) -> Vec<u8> {
+        format!("hub-record\0{tenant}\0{object}").into_bytes()
+    }
+
+    /// Seals a tenant's record other than credentials (a conflict's two sides, a dead
+    /// letter's original value), bound to the tenant and to `object` (e.g.
+    /// `conflict/<id>`); a separate associated-data domain from credentials, so neither
+    /// ciphertext can stand in for the other.
+    pub(crate) fn seal_record(
+        &self,
+        tenant: &str,
+        object: &str,
+        plain: &[u8],
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        seal(self.0.expose(), &Self::record_aad(tenant, object), plain)
+    }
+
+    pub(crate) fn open_record(
+        &self,
+        tenant: &str,
+        object: &str,
+        ct: &[u8],
+        nonce: &[u8],
+    ) -> Result<Vec<u8>> {
+        open(
+            self.0.expose(),
+            &Self::record_aad(tenant, object),
+            ct,
+            nonce,
+        )
     }
 }
 

@@ -9,7 +9,11 @@
 //!   `verify_audit` naming every edited, deleted or truncated entry; `hub audit` in the
 //!   binary); [`store::jobs`], sync jobs and schedules (`claim_due` creates each scheduled
 //!   slot's job exactly once across nodes; start/heartbeat/finish under a lease that another
-//!   node takes over when it lapses; cancel; "sync now");
+//!   node takes over when it lapses; cancel; "sync now"); [`store::desk`], the conflicts and
+//!   dead-letters desk (rows the hub's feeder materializes from `<ns>.conflicts` and the DLQs,
+//!   idempotent by source offset; both sides of a conflict and a dead letter's original
+//!   record sealed with the tenant's data key; compare-and-set status changes so a conflict
+//!   is submitted and a dead letter replayed or discarded at most once);
 //! - [`masking`]: masks personal data (e-mail addresses, phones, names, addresses, identity
 //!   and credit details) in JSON before it is kept where it should not be in clear;
 //! - [`auth`]: roles (`viewer` < `operator` < `admin` < `owner`), the [`auth::Caller`] and
@@ -20,7 +24,11 @@
 //! - [`secret::Secret`]: the wrapper that keeps secrets out of `Debug`, logs and JSON;
 //! - [`api`]: the REST API under `/api/v1` (first slice) — sign-in/out and `me`, tenants,
 //!   members, API tokens, write-only credentials, audit list and export, sync jobs ("sync
-//!   now", cancel), schedules; bearer tokens or session cookie plus CSRF header; one error
+//!   now", cancel), schedules; the conflicts and dead-letters desk (list and filter
+//!   conflicts, both sides field by field, resolve one or many per field; list, inspect,
+//!   replay — one, a filter's or all — and discard dead letters), whose actions enter the
+//!   pipeline through the [`api::PipelineGateway`] the node hands in (501 without one);
+//!   bearer tokens or session cookie plus CSRF header; one error
 //!   shape; every route registered with what it needs, walked by the authorization-matrix
 //!   test (every endpoint × every caller × own/other tenant); the OpenAPI 3.1 document,
 //!   generated from the handlers with `utoipa` and served at `GET /api/v1/openapi.json`
@@ -28,13 +36,14 @@
 //!
 //! Still to come from the control-plane issue (5): mounting the API in the node (it has no
 //! control store yet), the rest of the API (connector configuration CRUD and "test
-//! connection", OAuth2 authorization-code flows with state and PKCE, conflicts and dead
-//! letters, compliance report, analytics, the
+//! connection", OAuth2 authorization-code flows with state and PKCE, compliance report,
+//! analytics, the
 //! `/api/v1/ws/sync-monitor` WebSocket), the scheduler loop that drives
 //! `claim_due`/`start_job` on each node, rate limits and vendor API budgets.
 //!
 //! Depends on: sqlx, argon2, aes-gcm, metrics-exporter-prometheus, axum, utoipa. Must not know about:
-//! Kafka loops, vendors, mappings.
+//! Kafka loops, vendors, mappings (the desk's records arrive as plain structs from the hub's
+//! feeder, and its actions leave through [`api::PipelineGateway`], implemented in the hub).
 
 // The API is new code: keep every public item of it documented.
 #[warn(missing_docs)]

@@ -11,6 +11,7 @@ mod bench;
 mod bench_sync;
 mod control_cmd;
 mod demo;
+mod desk;
 mod jobs;
 mod mapping_cmd;
 mod node;

@@ -104,12 +104,18 @@ impl Node {
                 &topology.topic_names().sync_events(),
             )
             .context("starting the live sync-event relay")?;
+            // The desk's actions (resolve a conflict, replay a dead letter) enter the
+            // pipeline through this node's producer.
+            let gateway =
+                crate::desk::KafkaGateway::new(&rt.kafka_bootstrap, topology.topic_names())
+                    .context("creating the control API's Kafka producer")?;
             let state = hub_control::api::ApiState::new(
                 store.clone(),
                 hub_control::api::ApiConfig { tls: false },
             )
-            .with_events(events.clone());
-            control_router = control_router.merge(hub_control::api::build(state).router);
+            .with_events(events.clone())
+            .with_gateway(Arc::new(gateway));
+            control_router = control_router.merge(hub_control::api::api_with(state).router);
             info!("control API at /api/v1");
             control_plane = Some((store, events));
         }
@@ -120,6 +126,18 @@ impl Node {
         };
         tasks.push(serve(control_listener, control_router, shutdown_rx.clone()));
         let codec = Arc::new(Codec::new(&registry_url));
+        if let Some((store, _)) = &control_plane {
+            let store = store.clone();
+            // Conflicts and dead letters, materialized for the desk (after `serve`: the
+            // embedded registry that decodes dead letters is this node's).
+            tasks.push(crate::desk::spawn_feeder(
+                store,
+                rt.kafka_bootstrap.clone(),
+                topology.topic_names(),
+                codec.clone(),
+                shutdown_rx.clone(),
+            )?);
+        }
 
         let mut ingest_addr = None;
         let mut ingest_state = None;

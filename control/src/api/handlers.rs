@@ -28,7 +28,7 @@ use crate::store::credentials::CredentialInfo;
 use crate::store::identity::Tenant;
 use crate::store::jobs::{Frequency, Schedule, SyncJob};
 
-type ApiResult<T = Response> = Result<T, ApiError>;
+pub(super) type ApiResult<T = Response> = Result<T, ApiError>;
 
 /// Default lifetime of an API token when the request names none: 90 days.
 const DEFAULT_TOKEN_TTL_MS: i64 = 90 * 24 * 3600 * 1000;
@@ -36,7 +36,7 @@ const DEFAULT_TOKEN_TTL_MS: i64 = 90 * 24 * 3600 * 1000;
 pub(super) fn register(r: Routes) -> Routes {
     use Need::{Authenticated, Platform, Public, Tenant as T};
     use Role::{Admin, Operator, Viewer};
-    super::monitor::register(r)
+    let r = super::monitor::register(r)
         .add(Verb::Post, "/auth/login", Public, login)
         .add(Verb::Post, "/auth/logout", Authenticated, logout)
         .add(Verb::Get, "/me", Authenticated, me)
@@ -135,7 +135,8 @@ pub(super) fn register(r: Routes) -> Routes {
             T(Admin),
             put_schedule,
         )
-        .add(Verb::Get, "/openapi.json", Public, openapi_json)
+        .add(Verb::Get, "/openapi.json", Public, openapi_json);
+    super::desk::register(r)
 }
 
 // ---- the OpenAPI document ------------------------------------------------------------------
@@ -177,6 +178,15 @@ pub(super) fn register(r: Routes) -> Routes {
         put_schedule,
         openapi_json,
         super::monitor::sync_monitor,
+        super::desk::list_conflicts,
+        super::desk::get_conflict,
+        super::desk::resolve_conflict,
+        super::desk::resolve_conflicts,
+        super::desk::list_dead_letters,
+        super::desk::get_dead_letter,
+        super::desk::replay_dead_letter,
+        super::desk::replay_dead_letters,
+        super::desk::discard_dead_letter,
     ),
     components(schemas(ErrorBody, ErrorDetail, crate::events::SyncEvent)),
     modifiers(&SecuritySchemes)
@@ -218,11 +228,11 @@ async fn openapi_json() -> Response {
 
 // ---- helpers -------------------------------------------------------------------------------
 
-fn tenant_id(raw: &str) -> ApiResult<TenantId> {
+pub(super) fn tenant_id(raw: &str) -> ApiResult<TenantId> {
     TenantId::new(raw).map_err(|_| ApiError::not_found("the tenant"))
 }
 
-async fn audit(
+pub(super) async fn audit(
     state: &ApiState,
     who: &Authed,
     tenant: Option<&TenantId>,

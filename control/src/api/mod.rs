@@ -29,9 +29,12 @@
 //! the same method + path pairs, so an endpoint added without its annotation fails the tests.
 
 pub mod auth;
+mod desk;
 pub mod error;
 mod handlers;
 mod monitor;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -41,13 +44,12 @@ use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
 
-use std::sync::Arc;
-
 use crate::auth::{Access, Role, TenantId};
 use crate::events::{EventBus, LocalBus};
 use crate::store::ControlStore;
 
 pub use auth::Authed;
+pub use desk::{GatewayError, GatewayFuture, PipelineGateway, ResolutionSubmission};
 pub use error::ApiError;
 
 /// The API's path prefix.
@@ -134,21 +136,32 @@ pub struct ApiState {
     pub config: ApiConfig,
     /// Where the live sync feed (`/ws/sync-monitor`) reads its events.
     pub events: Arc<dyn EventBus>,
+    /// The way into the pipeline for the desk's actions (submitting a conflict's resolution,
+    /// replaying a dead letter); without it those answer 501 `pipeline_not_connected`.
+    pub gateway: Option<Arc<dyn PipelineGateway>>,
 }
 
 impl ApiState {
-    /// The state over `store`, with an in-process event bus (see [`ApiState::with_events`]).
+    /// State over `store`, with an in-process event bus (see [`ApiState::with_events`]) and
+    /// no pipeline gateway (see [`ApiState::with_gateway`]).
     pub fn new(store: ControlStore, config: ApiConfig) -> Self {
         ApiState {
             store,
             config,
             events: Arc::new(LocalBus::default()),
+            gateway: None,
         }
     }
 
     /// Uses `events` for the live sync feed: the node's bus, shared with its scheduler.
     pub fn with_events(mut self, events: Arc<dyn EventBus>) -> Self {
         self.events = events;
+        self
+    }
+
+    /// The same, with the desk's actions going through `gateway`.
+    pub fn with_gateway(mut self, gateway: Arc<dyn PipelineGateway>) -> Self {
+        self.gateway = Some(gateway);
         self
     }
 }
@@ -198,11 +211,11 @@ pub struct Api {
 
 /// Builds the API over `store`, with an in-process event bus.
 pub fn api(store: ControlStore, config: ApiConfig) -> Api {
-    build(ApiState::new(store, config))
+    api_with(ApiState::new(store, config))
 }
 
-/// Builds the API over `state`.
-pub fn build(state: ApiState) -> Api {
+/// Builds the API over `state` (e.g. with the node's event bus and pipeline gateway).
+pub fn api_with(state: ApiState) -> Api {
     let routes = handlers::register(Routes::new(state.clone()));
     let inner = routes
         .router

@@ -143,6 +143,60 @@ const EXPECTED: &[(Verb, &str, Need, u16)] = &[
         Need::Tenant(Role::Admin),
         200,
     ),
+    (
+        Verb::Get,
+        "/api/v1/tenants/{tenant}/conflicts",
+        Need::Tenant(Role::Viewer),
+        200,
+    ),
+    (
+        Verb::Get,
+        "/api/v1/tenants/{tenant}/conflicts/{conflict}",
+        Need::Tenant(Role::Viewer),
+        200,
+    ),
+    (
+        Verb::Post,
+        "/api/v1/tenants/{tenant}/conflicts/{conflict}/resolve",
+        Need::Tenant(Role::Operator),
+        202,
+    ),
+    (
+        Verb::Post,
+        "/api/v1/tenants/{tenant}/conflicts/resolve",
+        Need::Tenant(Role::Operator),
+        200,
+    ),
+    (
+        Verb::Get,
+        "/api/v1/tenants/{tenant}/dead-letters",
+        Need::Tenant(Role::Viewer),
+        200,
+    ),
+    (
+        Verb::Get,
+        "/api/v1/tenants/{tenant}/dead-letters/{dead_letter}",
+        Need::Tenant(Role::Viewer),
+        200,
+    ),
+    (
+        Verb::Post,
+        "/api/v1/tenants/{tenant}/dead-letters/{dead_letter}/replay",
+        Need::Tenant(Role::Operator),
+        200,
+    ),
+    (
+        Verb::Post,
+        "/api/v1/tenants/{tenant}/dead-letters/replay",
+        Need::Tenant(Role::Operator),
+        200,
+    ),
+    (
+        Verb::Post,
+        "/api/v1/tenants/{tenant}/dead-letters/{dead_letter}/discard",
+        Need::Tenant(Role::Operator),
+        200,
+    ),
     // Last: it ends the caller's session.
     (Verb::Post, "/api/v1/auth/logout", Need::Authenticated, 204),
 ];
@@ -262,7 +316,10 @@ async fn user(store: &ControlStore, email: &str, platform: bool) -> UserId {
 }
 
 async fn world(store: &ControlStore) -> World {
-    let built = api(store.clone(), ApiConfig::default());
+    let gateway = std::sync::Arc::new(FakeGateway::default());
+    let built = super::api_with(
+        super::ApiState::new(store.clone(), ApiConfig::default()).with_gateway(gateway),
+    );
     let router = built.router;
     let (acme, globex) = (t("acme"), t("globex"));
     store
@@ -395,7 +452,119 @@ async fn concrete(store: &ControlStore, w: &World, path: &str, tenant: &TenantId
             .await
             .expect("not a member");
     }
+    if p.contains("{conflict}") || p.ends_with("/conflicts/resolve") {
+        let id = if p.contains("{conflict}") {
+            format!("customer:m-{}", next_offset())
+        } else {
+            BULK_CONFLICT.to_string()
+        };
+        store
+            .upsert_conflict(&desk_conflict(tenant, &id))
+            .await
+            .expect("conflict");
+        p = p.replace("{conflict}", &id);
+    }
+    if p.contains("{dead_letter}") {
+        let d = desk_dead_letter(tenant);
+        store.upsert_dead_letter(&d).await.expect("dead letter");
+        p = p.replace("{dead_letter}", &d.id);
+    }
     p.replace("{user}", &w.target.0)
+}
+
+/// A gateway that takes everything (or, when `fail` is set, nothing) and remembers it.
+#[derive(Debug, Default)]
+pub(super) struct FakeGateway {
+    pub resolutions: std::sync::Mutex<Vec<super::ResolutionSubmission>>,
+    pub replays: std::sync::Mutex<Vec<crate::store::desk::DeadLetterReplay>>,
+    pub fail: std::sync::atomic::AtomicBool,
+}
+
+impl super::PipelineGateway for FakeGateway {
+    fn submit_resolution<'a>(
+        &'a self,
+        s: &'a super::ResolutionSubmission,
+    ) -> super::GatewayFuture<'a> {
+        Box::pin(async move {
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(super::GatewayError::Unavailable("broker down".into()));
+            }
+            self.resolutions.lock().expect("lock").push(s.clone());
+            Ok(())
+        })
+    }
+
+    fn replay<'a>(
+        &'a self,
+        r: &'a crate::store::desk::DeadLetterReplay,
+    ) -> super::GatewayFuture<'a> {
+        Box::pin(async move {
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(super::GatewayError::Unavailable("broker down".into()));
+            }
+            self.replays.lock().expect("lock").push(r.clone());
+            Ok(())
+        })
+    }
+}
+
+/// The conflict the bulk-resolve walk resolves (made pending again before each request).
+const BULK_CONFLICT: &str = "customer:bulk";
+
+fn next_offset() -> i64 {
+    static OFFSET: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
+    OFFSET.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+}
+
+/// A pending conflict on first name and phone, raised by HubSpot against Salesforce.
+pub(super) fn desk_conflict(tenant: &TenantId, id: &str) -> crate::store::desk::ConflictUpsert {
+    crate::store::desk::ConflictUpsert {
+        tenant: tenant.clone(),
+        conflict_id: id.to_string(),
+        entity: "customer".into(),
+        key: "ck-1".into(),
+        connector: Some("hs-marketing".into()),
+        event: crate::store::desk::ConflictEvent::Pending,
+        held_fields: vec!["first_name".into(), "phone".into()],
+        fields: json!([
+            {"field": "first_name", "current": {"value": "Pat", "source": "sf-main", "source_ts": 1},
+             "incoming": {"value": "Patricia", "source": "hs-marketing", "source_ts": 2},
+             "strategy": "manual", "outcome": "held"},
+            {"field": "phone", "current": {"value": "+15125550143", "source": "sf-main", "source_ts": 1},
+             "incoming": {"value": "+15125550199", "source": "hs-marketing", "source_ts": 2},
+             "strategy": "manual", "outcome": "held"},
+            {"field": "city", "current": {"value": "Austin", "source": "sf-main", "source_ts": 1},
+             "incoming": {"value": "Dallas", "source": "hs-marketing", "source_ts": 2},
+             "strategy": "source_wins", "outcome": {"applied": {"won_conflict": true}}},
+        ]),
+        version: 2,
+        at_ms: 1_000,
+        reason: None,
+        resolved_by: None,
+        partition: 0,
+        offset: next_offset(),
+    }
+}
+
+/// A transform dead letter: a contact without a last name.
+pub(super) fn desk_dead_letter(tenant: &TenantId) -> crate::store::desk::DeadLetterUpsert {
+    let n = next_offset();
+    crate::store::desk::DeadLetterUpsert {
+        tenant: tenant.clone(),
+        id: format!("hub.dlq.transform:0:{n}"),
+        stage: "transform".into(),
+        error_class: "mapping".into(),
+        reason: "the record failed mapping".into(),
+        errors: json!([{"field": "last_name", "code": "required", "message": "is required"}]),
+        attempts: 1,
+        original_topic: "hub.raw.salesforce".into(),
+        original_partition: 0,
+        original_offset: n,
+        original_key: Some(format!("{tenant}/sf-main/003{n}")),
+        original_value: b"{\"LastName\":null}".to_vec(),
+        headers: vec![("hub-tenant".into(), tenant.to_string())],
+        failed_at_ms: 1_000 + n,
+    }
 }
 
 fn body_for(w: &World, verb: Verb, path: &str, n: usize) -> Option<Value> {
@@ -410,6 +579,14 @@ fn body_for(w: &World, verb: Verb, path: &str, n: usize) -> Option<Value> {
         (Verb::Post, "api-tokens") => Some(json!({ "name": "ci", "role": "viewer" })),
         (Verb::Put, "credentials") => Some(json!({ "credentials": { "api_key": "new-key" } })),
         (Verb::Put, "schedule") => Some(json!({ "frequency": "daily" })),
+        (Verb::Post, "resolve") if path.ends_with("/conflicts/resolve") => {
+            Some(json!({ "conflicts": [BULK_CONFLICT], "choice": "keep_current" }))
+        }
+        (Verb::Post, "resolve") => Some(json!({ "choice": "take_incoming" })),
+        (Verb::Post, "replay") if path.ends_with("/dead-letters/replay") => {
+            Some(json!({ "all": true }))
+        }
+        (Verb::Post, "discard") => Some(json!({ "reason": "a test record" })),
         _ => None,
     }
 }
@@ -1115,8 +1292,8 @@ on_both_backends! {
 
     async fn every_endpoint_answers_every_caller_exactly(h) {
         let checked = walk(&h.store).await;
-        // 24 endpoints, 18 tenant-scoped: (6 + 18 × 2) × 10 callers.
-        assert_eq!(checked, (EXPECTED.len() + 18) * 10);
+        // 33 endpoints, 27 tenant-scoped: (6 + 27 × 2) × 10 callers.
+        assert_eq!(checked, (EXPECTED.len() + 27) * 10);
     }
 
     async fn saved_credentials_appear_in_no_response_and_nowhere_in_the_raw_store(h) {
@@ -1146,4 +1323,14 @@ on_both_backends! {
     async fn audit_entries_carry_who_what_and_where(h) {
         changes_are_audited_with_actor_target_and_client_address(&h.store).await;
     }
+
+    async fn the_desk_shows_resolves_replays_and_discards(h) {
+        super::desk_tests::the_desk_shows_resolves_replays_and_discards(&h.store).await;
+    }
+
+    async fn without_a_gateway_the_desk_reads_but_does_not_act(h) {
+        super::desk_tests::without_a_gateway_the_desk_reads_but_does_not_act(&h.store).await;
+    }
 }
+
+mod desk_tests;

@@ -71,6 +71,47 @@ const SELECT_DATA_KEY: &str = "SELECT key_version, wrapped_key, nonce, master_ke
                                FROM tenant_data_keys WHERE tenant_id = $1";
 
 impl ControlStore {
+    /// The tenant's data key and its version, created on first use (another node may create
+    /// it first: then theirs is used). For sealing the tenant's records outside a
+    /// credentials transaction ([`super::desk`]).
+    pub(crate) async fn tenant_data_key(&self, tenant: &TenantId) -> Result<(DataKey, i64)> {
+        let master = self.master_key();
+        let t = tenant.as_str();
+        let row: Option<DataKeyRow> = on_pool!(self, |p| sqlx::query_as(SELECT_DATA_KEY)
+            .bind(t)
+            .fetch_optional(p)
+            .await?);
+        if let Some(row) = row {
+            return unwrap_row(&master, tenant, row);
+        }
+        let dk = DataKey::generate();
+        let (wrapped, nonce) = master.wrap(t, &dk)?;
+        let now = self.now_ms();
+        let inserted = on_pool!(self, |p| sqlx::query(
+            "INSERT INTO tenant_data_keys (tenant_id, key_version, wrapped_key, \
+             nonce, master_key_version, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id) DO NOTHING",
+        )
+        .bind(t)
+        .bind(FIRST_DATA_KEY_VERSION)
+        .bind(wrapped)
+        .bind(nonce)
+        .bind(master.version())
+        .bind(now)
+        .execute(p)
+        .await
+        .map_err(tenant_missing(tenant))?
+        .rows_affected());
+        if inserted == 1 {
+            return Ok((dk, FIRST_DATA_KEY_VERSION));
+        }
+        let row: DataKeyRow = on_pool!(self, |p| sqlx::query_as(SELECT_DATA_KEY)
+            .bind(t)
+            .fetch_one(p)
+            .await?);
+        unwrap_row(&master, tenant, row)
+    }
+
     /// Stores (or replaces, counting a rotation) a connector's credentials for `tenant`,
     /// creating the tenant's data key on first use.
     pub async fn put_credentials(

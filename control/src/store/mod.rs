@@ -9,11 +9,13 @@
 //!
 //! Every operation is a method here, grouped by subject: [`identity`] (tenants, users,
 //! memberships), [`sessions`] (sign-in, throttling, CSRF), [`api_tokens`], [`credentials`],
-//! [`audit`] (the hash-chained audit log), [`jobs`] (sync jobs, schedules and leases).
+//! [`audit`] (the hash-chained audit log), [`jobs`] (sync jobs, schedules and leases), [`desk`]
+//! (conflicts and dead letters awaiting a person).
 
 pub mod api_tokens;
 pub mod audit;
 pub mod credentials;
+pub mod desk;
 pub mod identity;
 pub mod jobs;
 pub mod sessions;
@@ -155,6 +157,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "sync jobs and schedules",
                 include_str!("../../migrations/sqlite/0003_sync_jobs.sql"),
             ),
+            (
+                5,
+                "conflicts and dead letters desk",
+                include_str!("../../migrations/sqlite/0005_desk.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -171,6 +178,11 @@ fn migrator(backend: Backend) -> Migrator {
                 3,
                 "sync jobs and schedules",
                 include_str!("../../migrations/postgres/0003_sync_jobs.sql"),
+            ),
+            (
+                5,
+                "conflicts and dead letters desk",
+                include_str!("../../migrations/postgres/0005_desk.sql"),
             ),
         ],
     };
