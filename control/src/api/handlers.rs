@@ -36,7 +36,7 @@ const DEFAULT_TOKEN_TTL_MS: i64 = 90 * 24 * 3600 * 1000;
 pub(super) fn register(r: Routes) -> Routes {
     use Need::{Authenticated, Platform, Public, Tenant as T};
     use Role::{Admin, Operator, Viewer};
-    let r = super::monitor::register(r)
+    let r = super::analytics::register(super::monitor::register(r))
         .add(Verb::Post, "/auth/login", Public, login)
         .add(Verb::Post, "/auth/logout", Authenticated, logout)
         .add(Verb::Get, "/me", Authenticated, me)
@@ -178,6 +178,7 @@ pub(super) fn register(r: Routes) -> Routes {
         put_schedule,
         openapi_json,
         super::monitor::sync_monitor,
+        super::analytics::analytics,
         super::desk::list_conflicts,
         super::desk::get_conflict,
         super::desk::resolve_conflict,

@@ -28,6 +28,7 @@
 //! [`Routes::add`]. A test checks that the document and the [`Endpoint`] registry list exactly
 //! the same method + path pairs, so an endpoint added without its annotation fails the tests.
 
+mod analytics;
 pub mod auth;
 mod desk;
 pub mod error;

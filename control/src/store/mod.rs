@@ -12,6 +12,7 @@
 //! [`audit`] (the hash-chained audit log), [`jobs`] (sync jobs, schedules and leases), [`desk`]
 //! (conflicts and dead letters awaiting a person).
 
+pub mod analytics;
 pub mod api_tokens;
 pub mod audit;
 pub mod credentials;
