@@ -45,7 +45,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let node = Node::start(topology.clone(), &[Role::All]).await?;
+    let (control, admin) = demo_control_plane(&topology).await?;
+    let node = Node::start_with(topology.clone(), &[Role::All], Some(control)).await?;
     let ingest = node.ingest_addr.expect("demo runs ingest");
     let secret = topology.tenants[0].connectors[0].webhook_secret.clone();
     println!(
@@ -58,6 +59,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
          \n  topics     {ns}.raw.*, {ns}.canonical.*, {ns}.conflicts, {ns}.dlq.*  on {kafka}\
          \n  conflicts  Salesforce and HubSpot edits of one customer merge (Salesforce first);\
          \n             name conflicts wait for a person on {ns}.conflicts\
+         \n  REST API   http://{c}/api/v1  (OpenAPI: /api/v1/openapi.json; live jobs: ws://{c}/api/v1/ws/sync-monitor)\
+         \n             sign in as {admin_email} with the password in {admin_file}:\
+         \n  curl -si -H 'content-type: application/json' -d \"{{\\\"email\\\":\\\"{admin_email}\\\",\\\"password\\\":\\\"$(cat {admin_file})\\\"}}\" http://{c}/api/v1/auth/login\
          \n\nSample Salesforce and HubSpot changes are posted {rate}/s. Post your own:\n\
          \n  body='{{\"Id\":\"003X\",\"LastName\":\"Lee\",\"Email\":\"pat@example.com\"}}'; ts=$(date +%s)\
          \n  sig=$(printf '%s.%s' \"$ts\" \"$body\" | openssl dgst -sha256 -hmac '{secret}' | cut -d' ' -f2)\
@@ -69,6 +73,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         ns = topology.runtime.namespace,
         kafka = topology.runtime.kafka_bootstrap,
         rate = args.rate,
+        admin_email = DEMO_ADMIN,
+        admin_file = admin.display(),
     );
     let edits = sandboxes.as_ref().map(|(sf, hs)| {
         hs.set_webhook_target(Some(format!(
@@ -118,6 +124,87 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         t.abort();
     }
     node.shutdown().await;
+    Ok(())
+}
+
+/// The demo's platform admin.
+const DEMO_ADMIN: &str = "admin@demo.example";
+
+/// The demo's control plane, on embedded defaults next to its SQL sink: an SQLite store
+/// (`hub-control.db`), a master key file made on first run (`hub-control.key`, mode 0600),
+/// a platform admin whose random password is in `hub-demo-admin.txt` (0600), the topology's
+/// tenants, and an hourly schedule for each polling connector (so the first jobs run at
+/// start). `HUB_CONTROL_STORE` / `HUB_MASTER_KEY` override the store and key.
+async fn demo_control_plane(
+    topology: &hub_topology::Topology,
+) -> anyhow::Result<(crate::node::ControlPlane, PathBuf)> {
+    use hub_control::auth::TenantId;
+    use hub_control::store::jobs::Frequency;
+    use hub_control::{ControlStore, MasterKey, Secret, StoreSettings};
+    let (store_url, master_key) = match crate::node::ControlPlane::from_env()? {
+        Some(cp) => (cp.store_url, cp.master_key),
+        None => {
+            let key_file = PathBuf::from("hub-control.key");
+            let key = if key_file.exists() {
+                MasterKey::from_base64(1, &std::fs::read_to_string(&key_file)?)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", key_file.display()))?
+            } else {
+                let key = MasterKey::generate(1);
+                write_private(&key_file, key.to_base64().expose())?;
+                key
+            };
+            ("sqlite://hub-control.db".to_string(), key)
+        }
+    };
+    let store = ControlStore::connect(&store_url, master_key.clone(), StoreSettings::default())
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the demo control store {store_url}: {e}"))?;
+    let admin_file = PathBuf::from("hub-demo-admin.txt");
+    if store.find_user_by_email(DEMO_ADMIN).await?.is_none() {
+        let password = uuid::Uuid::new_v4().simple().to_string();
+        store
+            .create_user(DEMO_ADMIN, &Secret::new(password.clone()), true)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating the demo admin: {e}"))?;
+        write_private(&admin_file, &password)?;
+    }
+    for t in &topology.tenants {
+        let id = TenantId::new(t.id.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if store.get_tenant(&id).await?.is_none() {
+            store
+                .create_tenant(&id, t.name.as_deref().unwrap_or(&t.id))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        for c in t.connectors.iter().filter(|c| c.api.is_some()) {
+            if store.get_schedule(&id, &c.id).await?.is_none() {
+                store
+                    .set_schedule(&id, &c.id, Frequency::Hourly, None)
+                    .await?;
+            }
+        }
+    }
+    store.close().await;
+    Ok((
+        crate::node::ControlPlane {
+            store_url,
+            master_key,
+        },
+        admin_file,
+    ))
+}
+
+/// Writes a secret file readable by its owner only.
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+    f.write_all(text.as_bytes())?;
     Ok(())
 }
 

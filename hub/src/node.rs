@@ -38,9 +38,47 @@ async fn bind(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
         .with_context(|| format!("binding {addr}"))
 }
 
+/// Where a node's control plane keeps its state: the store and its master key.
+pub struct ControlPlane {
+    /// `sqlite://FILE` or `postgres://…`.
+    pub store_url: String,
+    /// The key that wraps the tenants' data keys.
+    pub master_key: hub_control::MasterKey,
+}
+
+impl ControlPlane {
+    /// From `HUB_CONTROL_STORE` and `HUB_MASTER_KEY` / `HUB_MASTER_KEY_FILE`; `None` when
+    /// no store is named (the control API is opt-in).
+    pub fn from_env() -> anyhow::Result<Option<ControlPlane>> {
+        let Ok(store_url) = std::env::var("HUB_CONTROL_STORE") else {
+            return Ok(None);
+        };
+        let master_key = hub_control::MasterKey::from_env().context(
+            "HUB_CONTROL_STORE is set, so the control API needs its master key: \
+             set HUB_MASTER_KEY (base64 of 32 bytes) or HUB_MASTER_KEY_FILE",
+        )?;
+        Ok(Some(ControlPlane {
+            store_url,
+            master_key,
+        }))
+    }
+}
+
 impl Node {
-    /// Starts the given roles; returns once every listener is bound and every loop started.
+    /// Starts the given roles, with the control plane named by the environment
+    /// ([`ControlPlane::from_env`]); returns once every listener is bound and every loop
+    /// started.
     pub async fn start(topology: Topology, roles: &[Role]) -> anyhow::Result<Node> {
+        Self::start_with(topology, roles, ControlPlane::from_env()?).await
+    }
+
+    /// Starts the given roles with `control` as the control plane (the REST API, the
+    /// scheduler and the desk's feeder run only with one).
+    pub async fn start_with(
+        topology: Topology,
+        roles: &[Role],
+        control: Option<ControlPlane>,
+    ) -> anyhow::Result<Node> {
         let topology = Arc::new(topology);
         let rt = topology.runtime.clone();
         let handle = observability::install_metrics();
@@ -83,17 +121,16 @@ impl Node {
         }
         let mut control_plane = None;
         if has(roles, Role::Control)
-            && let Ok(url) = std::env::var("HUB_CONTROL_STORE")
+            && let Some(ControlPlane {
+                store_url,
+                master_key,
+            }) = control
         {
             // The REST API (`/api/v1`): opt-in, as it needs the control store and its master
             // key; `hub control add-admin` creates the first platform admin.
-            let key = hub_control::MasterKey::from_env().context(
-                "HUB_CONTROL_STORE is set, so the control API needs its master key: \
-                 set HUB_MASTER_KEY (base64 of 32 bytes) or HUB_MASTER_KEY_FILE",
-            )?;
             let store = hub_control::ControlStore::connect(
-                &url,
-                key,
+                &store_url,
+                master_key,
                 hub_control::StoreSettings::default(),
             )
             .await
