@@ -85,7 +85,7 @@ impl ControlStore {
         if to_ms <= from_ms {
             return Err(ControlError::invalid("to_ms", "must be after from_ms"));
         }
-        if to_ms - from_ms > MAX_RANGE_MS {
+        if to_ms.saturating_sub(from_ms) > MAX_RANGE_MS {
             return Err(ControlError::invalid(
                 "from_ms",
                 "the range may cover at most 366 days",
