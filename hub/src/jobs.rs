@@ -87,16 +87,24 @@ impl KafkaBus {
             .set("enable.auto.offset.store", "false")
             .set("fetch.wait.max.ms", "50")
             .create()?;
-        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-        let partitions = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic)
-            .map(|t| t.partitions().len())
-            .unwrap_or(0);
-        if partitions == 0 {
-            anyhow::bail!("topic {topic} has no partitions (is it created?)");
-        }
+        // A topic created a moment ago may not show its partitions in metadata yet.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let partitions = loop {
+            let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+            let n = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic && t.error().is_none())
+                .map(|t| t.partitions().len())
+                .unwrap_or(0);
+            if n > 0 {
+                break n;
+            }
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!("topic {topic} has no partitions (is it created?)");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
         let mut assignment = TopicPartitionList::new();
         for p in 0..partitions {
             assignment.add_partition_offset(topic, p as i32, Offset::End)?;
