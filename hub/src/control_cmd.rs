@@ -18,6 +18,22 @@ pub enum ControlCommand {
         #[arg(long)]
         email: String,
     },
+    /// Rotates the master key: re-wraps every tenant's data key under the new key, in one
+    /// transaction. The current key comes from `HUB_MASTER_KEY` / `HUB_MASTER_KEY_FILE`, the
+    /// new one from `HUB_NEW_MASTER_KEY` or `--new-key-file` (base64 of 32 bytes), its version
+    /// from `--new-version` (default: the current one plus 1). Restart every node with the new
+    /// key afterwards; until then they refuse to open data keys and say which version they need.
+    RotateKey {
+        /// The control-plane store: `sqlite://FILE` or `postgres://...`.
+        #[arg(long, env = "HUB_CONTROL_STORE")]
+        store: String,
+        /// A file holding the new key (instead of `HUB_NEW_MASTER_KEY`).
+        #[arg(long)]
+        new_key_file: Option<std::path::PathBuf>,
+        /// The new key's version.
+        #[arg(long)]
+        new_version: Option<i64>,
+    },
 }
 
 pub async fn run(cmd: ControlCommand) -> anyhow::Result<()> {
@@ -35,6 +51,35 @@ pub async fn run(cmd: ControlCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("platform admin created: user {id}");
+            Ok(())
+        }
+        ControlCommand::RotateKey {
+            store,
+            new_key_file,
+            new_version,
+        } => {
+            let old = MasterKey::from_env()
+                .context("set HUB_MASTER_KEY (or HUB_MASTER_KEY_FILE) to the current master key")?;
+            let text = match &new_key_file {
+                Some(path) => std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+                None => std::env::var("HUB_NEW_MASTER_KEY")
+                    .context("set HUB_NEW_MASTER_KEY to the new key, or pass --new-key-file")?,
+            };
+            let version = new_version.unwrap_or(old.version() + 1);
+            let new = MasterKey::from_base64(version, &text).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let old_version = old.version();
+            let store = ControlStore::connect(&store, old, StoreSettings::default())
+                .await
+                .context("opening the control store")?;
+            let n = store
+                .rotate_master_key(new)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "master key rotated from version {old_version} to {version}: {n} tenant data keys re-wrapped; \
+                 restart every node with the new key (HUB_MASTER_KEY_VERSION={version})"
+            );
             Ok(())
         }
     }

@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 
 /// 32 bytes, base64: a throwaway master key for this test's store.
 const MASTER_KEY: &str = "dGhpcy1pcy1hLXRlc3QtbWFzdGVyLWtleS0zMi1ieXQ=";
+/// The key `hub control rotate-key` moves the store to.
+const NEW_MASTER_KEY: &str = "YW5vdGhlci10ZXN0LW1hc3Rlci1rZXktb2YtMzJieXQ=";
 const ADMIN: &str = "admin@lakeside-motors.example";
 const PASSWORD: &str = "correct horse battery staple 7";
 
@@ -130,5 +132,53 @@ async fn the_node_serves_the_api_and_audits_what_it_changes() -> anyhow::Result<
         "the tenant's creation is audited: {text}"
     );
     assert!(!text.contains(PASSWORD), "no password in the audit log");
+
+    // Key rotation: credentials saved under the first master key open under the new one
+    // after `hub control rotate-key`, and no longer under the old one.
+    let saved = client
+        .put(format!("{api}/tenants/lakeside/connectors/crm/credentials"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({ "credentials": { "api_key": "rotate-me-4711" } }))
+        .send()
+        .await?;
+    assert!(saved.status().is_success(), "{}", saved.status());
+    drop(hub);
+    let rotated = Command::new(hub_bin())
+        .args(["control", "rotate-key", "--store", &store])
+        .env("HUB_MASTER_KEY", MASTER_KEY)
+        .env("HUB_NEW_MASTER_KEY", NEW_MASTER_KEY)
+        .output()?;
+    let said = String::from_utf8_lossy(&rotated.stdout);
+    assert!(
+        rotated.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    assert!(said.contains("1 tenant data keys re-wrapped"), "{said}");
+    let lakeside = hub_control::TenantId::new("lakeside")?;
+    let new = hub_control::ControlStore::connect(
+        &store,
+        hub_control::MasterKey::from_base64(2, NEW_MASTER_KEY)?,
+        hub_control::StoreSettings::default(),
+    )
+    .await?;
+    let opened = new
+        .get_credentials(&lakeside, "crm")
+        .await?
+        .expect("credentials");
+    assert_eq!(opened.expose()["api_key"], "rotate-me-4711");
+    new.close().await;
+    let old = hub_control::ControlStore::connect(
+        &store,
+        hub_control::MasterKey::from_base64(1, MASTER_KEY)?,
+        hub_control::StoreSettings::default(),
+    )
+    .await?;
+    assert!(
+        old.get_credentials(&lakeside, "crm").await.is_err(),
+        "the old key no longer opens them"
+    );
+    old.close().await;
     Ok(())
 }
