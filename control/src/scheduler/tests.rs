@@ -21,10 +21,13 @@ fn tenant(s: &str) -> TenantId {
     TenantId::new(s).unwrap()
 }
 
-/// Records every run, on whichever node: `(connector, slot) -> [(job id, node)]`.
+/// `(tenant/connector, slot) -> [(job id, node)]`.
+type Runs = BTreeMap<(String, Option<i64>), Vec<(String, String)>>;
+
+/// Records every run, on whichever node.
 #[derive(Default)]
 struct Recorder {
-    runs: Mutex<BTreeMap<(String, Option<i64>), Vec<(String, String)>>>,
+    runs: Mutex<Runs>,
 }
 
 struct CountingRunner {
