@@ -9,7 +9,10 @@
 //!   `verify_audit` naming every edited, deleted or truncated entry; `hub audit` in the
 //!   binary); [`store::jobs`], sync jobs and schedules (`claim_due` creates each scheduled
 //!   slot's job exactly once across nodes; start/heartbeat/finish under a lease that another
-//!   node takes over when it lapses; cancel; "sync now");
+//!   node takes over when it lapses; cancel; "sync now"); [`store::connectors`], connector
+//!   configurations (vendor, endpoint, auth type, sync settings, mappings/filters/
+//!   transformations checked for shape, enabled flag driving the schedule, optimistic
+//!   version) and the OAuth2 flows' single-use, expiring `state` with its sealed PKCE verifier;
 //! - [`masking`]: masks personal data (e-mail addresses, phones, names, addresses, identity
 //!   and credit details) in JSON before it is kept where it should not be in clear;
 //! - [`auth`]: roles (`viewer` < `operator` < `admin` < `owner`), the [`auth::Caller`] and
@@ -19,16 +22,19 @@
 //!   master key from `HUB_MASTER_KEY` / `HUB_MASTER_KEY_FILE`, re-wrappable on rotation;
 //! - [`secret::Secret`]: the wrapper that keeps secrets out of `Debug`, logs and JSON;
 //! - [`api`]: the REST API under `/api/v1` (first slice) — sign-in/out and `me`, tenants,
-//!   members, API tokens, write-only credentials, audit list and export, sync jobs ("sync
-//!   now", cancel), schedules; bearer tokens or session cookie plus CSRF header; one error
+//!   members, API tokens, connector configurations (CRUD, enable/disable, "test
+//!   connection"), write-only credentials of configured connectors, the OAuth2
+//!   authorization-code flow with `state` and PKCE (start, public callback), audit list and
+//!   export, sync jobs ("sync now", cancel), schedules; the vendor-side calls behind the
+//!   [`api::ConnectorCheck`] trait, which the hub binary implements (501 without one);
+//!   bearer tokens or session cookie plus CSRF header; one error
 //!   shape; every route registered with what it needs, walked by the authorization-matrix
 //!   test (every endpoint × every caller × own/other tenant); the OpenAPI 3.1 document,
 //!   generated from the handlers with `utoipa` and served at `GET /api/v1/openapi.json`
 //!   ([`api::openapi`]), tested to list exactly the registered endpoints.
 //!
 //! Still to come from the control-plane issue (5): mounting the API in the node (it has no
-//! control store yet), the rest of the API (connector configuration CRUD and "test
-//! connection", OAuth2 authorization-code flows with state and PKCE, conflicts and dead
+//! control store yet), the rest of the API (conflicts and dead
 //! letters, compliance report, analytics, the
 //! `/api/v1/ws/sync-monitor` WebSocket), the scheduler loop that drives
 //! `claim_due`/`start_job` on each node, rate limits and vendor API budgets.

@@ -28,7 +28,7 @@ use crate::store::credentials::CredentialInfo;
 use crate::store::identity::Tenant;
 use crate::store::jobs::{Frequency, Schedule, SyncJob};
 
-type ApiResult<T = Response> = Result<T, ApiError>;
+pub(super) type ApiResult<T = Response> = Result<T, ApiError>;
 
 /// Default lifetime of an API token when the request names none: 90 days.
 const DEFAULT_TOKEN_TTL_MS: i64 = 90 * 24 * 3600 * 1000;
@@ -36,7 +36,8 @@ const DEFAULT_TOKEN_TTL_MS: i64 = 90 * 24 * 3600 * 1000;
 pub(super) fn register(r: Routes) -> Routes {
     use Need::{Authenticated, Platform, Public, Tenant as T};
     use Role::{Admin, Operator, Viewer};
-    r.add(Verb::Post, "/auth/login", Public, login)
+    let r = r
+        .add(Verb::Post, "/auth/login", Public, login)
         .add(Verb::Post, "/auth/logout", Authenticated, logout)
         .add(Verb::Get, "/me", Authenticated, me)
         .add(Verb::Get, "/tenants", Platform, list_tenants)
@@ -134,7 +135,8 @@ pub(super) fn register(r: Routes) -> Routes {
             T(Admin),
             put_schedule,
         )
-        .add(Verb::Get, "/openapi.json", Public, openapi_json)
+        .add(Verb::Get, "/openapi.json", Public, openapi_json);
+    super::connectors::register(r)
 }
 
 // ---- the OpenAPI document ------------------------------------------------------------------
@@ -175,6 +177,16 @@ pub(super) fn register(r: Routes) -> Routes {
         get_schedule,
         put_schedule,
         openapi_json,
+        super::connectors::list_connectors,
+        super::connectors::create_connector,
+        super::connectors::get_connector,
+        super::connectors::patch_connector,
+        super::connectors::delete_connector,
+        super::connectors::enable_connector,
+        super::connectors::disable_connector,
+        super::connectors::test_connector,
+        super::connectors::oauth_start,
+        super::connectors::oauth_callback,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&SecuritySchemes)
@@ -216,11 +228,11 @@ async fn openapi_json() -> Response {
 
 // ---- helpers -------------------------------------------------------------------------------
 
-fn tenant_id(raw: &str) -> ApiResult<TenantId> {
+pub(super) fn tenant_id(raw: &str) -> ApiResult<TenantId> {
     TenantId::new(raw).map_err(|_| ApiError::not_found("the tenant"))
 }
 
-async fn audit(
+pub(super) async fn audit(
     state: &ApiState,
     who: &Authed,
     tenant: Option<&TenantId>,
@@ -304,7 +316,7 @@ impl From<ApiTokenInfo> for TokenView {
     }
 }
 
-fn credential_view(c: &CredentialInfo) -> Value {
+pub(super) fn credential_view(c: &CredentialInfo) -> Value {
     json!({
         "connector": c.connector,
         "key_version": c.key_version,
@@ -1032,6 +1044,8 @@ async fn put_credentials(
 ) -> ApiResult {
     let Path((tenant, connector)) = path.map_err(bad_path)?;
     let tenant = tenant_id(&tenant)?;
+    // Credentials belong to a configured connector: an unknown one is 404.
+    super::connectors::require_connector(&state, &tenant, &connector).await?;
     let secret = Secret::new(body.credentials);
     let before = state.store.credential_info(&tenant, &connector).await?;
     let info = state
@@ -1079,6 +1093,7 @@ async fn get_credentials(
 ) -> ApiResult {
     let Path((tenant, connector)) = path.map_err(bad_path)?;
     let tenant = tenant_id(&tenant)?;
+    super::connectors::require_connector(&state, &tenant, &connector).await?;
     let info = state
         .store
         .credential_info(&tenant, &connector)

@@ -29,8 +29,12 @@
 //! the same method + path pairs, so an endpoint added without its annotation fails the tests.
 
 pub mod auth;
+pub mod connector_check;
+mod connectors;
 pub mod error;
 mod handlers;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -44,6 +48,7 @@ use crate::auth::{Access, Role, TenantId};
 use crate::store::ControlStore;
 
 pub use auth::Authed;
+pub use connector_check::{CheckOutcome, CheckStatus, CodeExchange, ConnectorCheck, ExchangeError};
 pub use error::ApiError;
 
 /// The API's path prefix.
@@ -128,6 +133,41 @@ pub struct ApiState {
     pub store: ControlStore,
     /// How the API is served.
     pub config: ApiConfig,
+    /// The vendor-side calls ("test connection", the OAuth2 code exchange), which the hub
+    /// binary provides; `None`: those endpoints answer 501.
+    pub connector_check: Option<Arc<dyn ConnectorCheck>>,
+}
+
+impl ApiState {
+    /// State over `store`, without vendor-side calls.
+    pub fn new(store: ControlStore, config: ApiConfig) -> Self {
+        ApiState {
+            store,
+            config,
+            connector_check: None,
+        }
+    }
+
+    /// Adds the implementation of "test connection" and the OAuth2 code exchange.
+    pub fn with_connector_check(mut self, check: Arc<dyn ConnectorCheck>) -> Self {
+        self.connector_check = Some(check);
+        self
+    }
+
+    /// Builds the API over this state.
+    pub fn into_api(self) -> Api {
+        let routes = handlers::register(Routes::new(self.clone()));
+        let inner = routes
+            .router
+            .fallback(unknown_route)
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .with_state(self);
+        Api {
+            router: Router::new().nest(PREFIX, inner),
+            endpoints: routes.endpoints,
+        }
+    }
 }
 
 /// The router-plus-registry builder: the only way a route gets into the API.
@@ -173,20 +213,9 @@ pub struct Api {
     pub endpoints: Vec<Endpoint>,
 }
 
-/// Builds the API over `store`.
+/// Builds the API over `store` (without vendor-side calls: see [`ApiState::into_api`]).
 pub fn api(store: ControlStore, config: ApiConfig) -> Api {
-    let state = ApiState { store, config };
-    let routes = handlers::register(Routes::new(state.clone()));
-    let inner = routes
-        .router
-        .fallback(unknown_route)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state);
-    Api {
-        router: Router::new().nest(PREFIX, inner),
-        endpoints: routes.endpoints,
-    }
+    ApiState::new(store, config).into_api()
 }
 
 /// The API's OpenAPI 3.1 document, as served at `GET /api/v1/openapi.json`.

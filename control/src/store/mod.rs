@@ -9,10 +9,12 @@
 //!
 //! Every operation is a method here, grouped by subject: [`identity`] (tenants, users,
 //! memberships), [`sessions`] (sign-in, throttling, CSRF), [`api_tokens`], [`credentials`],
-//! [`audit`] (the hash-chained audit log), [`jobs`] (sync jobs, schedules and leases).
+//! [`audit`] (the hash-chained audit log), [`jobs`] (sync jobs, schedules and leases),
+//! [`connectors`] (connector configurations and OAuth flows).
 
 pub mod api_tokens;
 pub mod audit;
+pub mod connectors;
 pub mod credentials;
 pub mod identity;
 pub mod jobs;
@@ -155,6 +157,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "sync jobs and schedules",
                 include_str!("../../migrations/sqlite/0003_sync_jobs.sql"),
             ),
+            (
+                4,
+                "connectors and oauth flows",
+                include_str!("../../migrations/sqlite/0004_connectors.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -171,6 +178,11 @@ fn migrator(backend: Backend) -> Migrator {
                 3,
                 "sync jobs and schedules",
                 include_str!("../../migrations/postgres/0003_sync_jobs.sql"),
+            ),
+            (
+                4,
+                "connectors and oauth flows",
+                include_str!("../../migrations/postgres/0004_connectors.sql"),
             ),
         ],
     };
