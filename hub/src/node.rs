@@ -97,10 +97,13 @@ impl Node {
             )
             .await
             .context("opening the control store (HUB_CONTROL_STORE)")?;
-            control_router = control_router.merge(hub_control::api::router(
-                store,
-                hub_control::api::ApiConfig { tls: false },
-            ));
+            // "Test connection" and the OAuth2 code exchange call vendors through the hub.
+            let api =
+                hub_control::api::ApiState::new(store, hub_control::api::ApiConfig { tls: false })
+                    .with_connector_check(Arc::new(
+                        crate::connector_check::HubConnectorCheck::new(),
+                    ));
+            control_router = control_router.merge(api.into_api().router);
             info!("control API at /api/v1");
         }
         let registry_url = if embedded {

@@ -20,6 +20,10 @@
 //!
 //! Errors take one shape everywhere ([`error::ApiError`], whose body is [`error::ErrorBody`]).
 //!
+//! Calls to vendors ("test connection", the OAuth2 code exchange) go through
+//! [`ConnectorCheck`], which the hub binary provides ([`ApiState::with_connector_check`]):
+//! this crate knows no vendor. Without one, those endpoints answer 501.
+//!
 //! The OpenAPI 3.1 document ([`openapi`]) is generated from the code with `utoipa`: each
 //! handler carries a `#[utoipa::path]` (method, path, request body, responses — every error
 //! response referencing the one `ErrorBody` schema — security: `bearerAuth` or
