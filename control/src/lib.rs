@@ -14,6 +14,10 @@
 //!   idempotent by source offset; both sides of a conflict and a dead letter's original
 //!   record sealed with the tenant's data key; compare-and-set status changes so a conflict
 //!   is submitted and a dead letter replayed or discarded at most once);
+//!   node takes over when it lapses; cancel; "sync now"); [`store::connectors`], connector
+//!   configurations (vendor, endpoint, auth type, sync settings, mappings/filters/
+//!   transformations checked for shape, enabled flag driving the schedule, optimistic
+//!   version) and the OAuth2 flows' single-use, expiring `state` with its sealed PKCE verifier;
 //! - [`masking`]: masks personal data (e-mail addresses, phones, names, addresses, identity
 //!   and credit details) in JSON before it is kept where it should not be in clear;
 //! - [`auth`]: roles (`viewer` < `operator` < `admin` < `owner`), the [`auth::Caller`] and
@@ -28,6 +32,11 @@
 //!   conflicts, both sides field by field, resolve one or many per field; list, inspect,
 //!   replay — one, a filter's or all — and discard dead letters), whose actions enter the
 //!   pipeline through the [`api::PipelineGateway`] the node hands in (501 without one);
+//!   members, API tokens, connector configurations (CRUD, enable/disable, "test
+//!   connection"), write-only credentials of configured connectors, the OAuth2
+//!   authorization-code flow with `state` and PKCE (start, public callback), audit list and
+//!   export, sync jobs ("sync now", cancel), schedules; the vendor-side calls behind the
+//!   [`api::ConnectorCheck`] trait, which the hub binary implements (501 without one);
 //!   bearer tokens or session cookie plus CSRF header; one error
 //!   shape; every route registered with what it needs, walked by the authorization-matrix
 //!   test (every endpoint × every caller × own/other tenant); the OpenAPI 3.1 document,
@@ -35,9 +44,8 @@
 //!   ([`api::openapi`]), tested to list exactly the registered endpoints.
 //!
 //! Still to come from the control-plane issue (5): mounting the API in the node (it has no
-//! control store yet), the rest of the API (connector configuration CRUD and "test
-//! connection", OAuth2 authorization-code flows with state and PKCE, compliance report,
-//! analytics, the
+//! control store yet), the rest of the API (conflicts and dead
+//! letters, compliance report, analytics, the
 //! `/api/v1/ws/sync-monitor` WebSocket), the scheduler loop that drives
 //! `claim_due`/`start_job` on each node, rate limits and vendor API budgets.
 //!

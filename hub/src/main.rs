@@ -9,6 +9,7 @@ mod admin;
 mod audit_cmd;
 mod bench;
 mod bench_sync;
+mod connector_check;
 mod control_cmd;
 mod demo;
 mod desk;

@@ -146,13 +146,15 @@ impl Node {
             let gateway =
                 crate::desk::KafkaGateway::new(&rt.kafka_bootstrap, topology.topic_names())
                     .context("creating the control API's Kafka producer")?;
+            // "Test connection" and the OAuth2 code exchange call vendors through the hub.
             let state = hub_control::api::ApiState::new(
                 store.clone(),
                 hub_control::api::ApiConfig { tls: false },
             )
             .with_events(events.clone())
-            .with_gateway(Arc::new(gateway));
-            control_router = control_router.merge(hub_control::api::api_with(state).router);
+            .with_gateway(Arc::new(gateway))
+            .with_connector_check(Arc::new(crate::connector_check::HubConnectorCheck::new()));
+            control_router = control_router.merge(state.into_api().router);
             info!("control API at /api/v1");
             control_plane = Some((store, events));
         }

@@ -135,6 +135,21 @@ async fn the_node_serves_the_api_and_audits_what_it_changes() -> anyhow::Result<
 
     // Key rotation: credentials saved under the first master key open under the new one
     // after `hub control rotate-key`, and no longer under the old one.
+    let configured = client
+        .post(format!("{api}/tenants/lakeside/connectors"))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({
+            "id": "crm",
+            "name": "Dealer CRM",
+            "vendor": "hubspot",
+            "endpoint": "https://api.hubapi.example",
+            "auth_type": "api_key",
+            "sync": { "frequency": "manual" }
+        }))
+        .send()
+        .await?;
+    assert_eq!(configured.status(), 201, "{}", configured.text().await?);
     let saved = client
         .put(format!("{api}/tenants/lakeside/connectors/crm/credentials"))
         .header("cookie", &cookie)

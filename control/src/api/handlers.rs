@@ -136,7 +136,7 @@ pub(super) fn register(r: Routes) -> Routes {
             put_schedule,
         )
         .add(Verb::Get, "/openapi.json", Public, openapi_json);
-    super::desk::register(r)
+    super::connectors::register(super::desk::register(r))
 }
 
 // ---- the OpenAPI document ------------------------------------------------------------------
@@ -188,6 +188,16 @@ pub(super) fn register(r: Routes) -> Routes {
         super::desk::replay_dead_letter,
         super::desk::replay_dead_letters,
         super::desk::discard_dead_letter,
+        super::connectors::list_connectors,
+        super::connectors::create_connector,
+        super::connectors::get_connector,
+        super::connectors::patch_connector,
+        super::connectors::delete_connector,
+        super::connectors::enable_connector,
+        super::connectors::disable_connector,
+        super::connectors::test_connector,
+        super::connectors::oauth_start,
+        super::connectors::oauth_callback,
     ),
     components(schemas(ErrorBody, ErrorDetail, crate::events::SyncEvent)),
     modifiers(&SecuritySchemes)
@@ -317,7 +327,7 @@ impl From<ApiTokenInfo> for TokenView {
     }
 }
 
-fn credential_view(c: &CredentialInfo) -> Value {
+pub(super) fn credential_view(c: &CredentialInfo) -> Value {
     json!({
         "connector": c.connector,
         "key_version": c.key_version,
@@ -1045,6 +1055,8 @@ async fn put_credentials(
 ) -> ApiResult {
     let Path((tenant, connector)) = path.map_err(bad_path)?;
     let tenant = tenant_id(&tenant)?;
+    // Credentials belong to a configured connector: an unknown one is 404.
+    super::connectors::require_connector(&state, &tenant, &connector).await?;
     let secret = Secret::new(body.credentials);
     let before = state.store.credential_info(&tenant, &connector).await?;
     let info = state
@@ -1092,6 +1104,7 @@ async fn get_credentials(
 ) -> ApiResult {
     let Path((tenant, connector)) = path.map_err(bad_path)?;
     let tenant = tenant_id(&tenant)?;
+    super::connectors::require_connector(&state, &tenant, &connector).await?;
     let info = state
         .store
         .credential_info(&tenant, &connector)

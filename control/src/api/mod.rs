@@ -20,6 +20,10 @@
 //!
 //! Errors take one shape everywhere ([`error::ApiError`], whose body is [`error::ErrorBody`]).
 //!
+//! Calls to vendors ("test connection", the OAuth2 code exchange) go through
+//! [`ConnectorCheck`], which the hub binary provides ([`ApiState::with_connector_check`]):
+//! this crate knows no vendor. Without one, those endpoints answer 501.
+//!
 //! The OpenAPI 3.1 document ([`openapi`]) is generated from the code with `utoipa`: each
 //! handler carries a `#[utoipa::path]` (method, path, request body, responses — every error
 //! response referencing the one `ErrorBody` schema — security: `bearerAuth` or
@@ -30,6 +34,8 @@
 
 mod analytics;
 pub mod auth;
+pub mod connector_check;
+mod connectors;
 mod desk;
 pub mod error;
 mod handlers;
@@ -50,6 +56,7 @@ use crate::events::{EventBus, LocalBus};
 use crate::store::ControlStore;
 
 pub use auth::Authed;
+pub use connector_check::{CheckOutcome, CheckStatus, CodeExchange, ConnectorCheck, ExchangeError};
 pub use desk::{GatewayError, GatewayFuture, PipelineGateway, ResolutionSubmission};
 pub use error::ApiError;
 
@@ -140,17 +147,22 @@ pub struct ApiState {
     /// The way into the pipeline for the desk's actions (submitting a conflict's resolution,
     /// replaying a dead letter); without it those answer 501 `pipeline_not_connected`.
     pub gateway: Option<Arc<dyn PipelineGateway>>,
+    /// The vendor-side calls ("test connection", the OAuth2 code exchange), which the hub
+    /// binary provides; `None`: those endpoints answer 501.
+    pub connector_check: Option<Arc<dyn ConnectorCheck>>,
 }
 
 impl ApiState {
-    /// State over `store`, with an in-process event bus (see [`ApiState::with_events`]) and
-    /// no pipeline gateway (see [`ApiState::with_gateway`]).
+    /// State over `store`, with an in-process event bus (see [`ApiState::with_events`]), no
+    /// pipeline gateway ([`ApiState::with_gateway`]) and no vendor-side calls
+    /// ([`ApiState::with_connector_check`]).
     pub fn new(store: ControlStore, config: ApiConfig) -> Self {
         ApiState {
             store,
             config,
             events: Arc::new(LocalBus::default()),
             gateway: None,
+            connector_check: None,
         }
     }
 
@@ -164,6 +176,27 @@ impl ApiState {
     pub fn with_gateway(mut self, gateway: Arc<dyn PipelineGateway>) -> Self {
         self.gateway = Some(gateway);
         self
+    }
+
+    /// Adds the implementation of "test connection" and the OAuth2 code exchange.
+    pub fn with_connector_check(mut self, check: Arc<dyn ConnectorCheck>) -> Self {
+        self.connector_check = Some(check);
+        self
+    }
+
+    /// Builds the API over this state.
+    pub fn into_api(self) -> Api {
+        let routes = handlers::register(Routes::new(self.clone()));
+        let inner = routes
+            .router
+            .fallback(unknown_route)
+            .method_not_allowed_fallback(method_not_allowed)
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+            .with_state(self);
+        Api {
+            router: Router::new().nest(PREFIX, inner),
+            endpoints: routes.endpoints,
+        }
     }
 }
 
@@ -212,22 +245,12 @@ pub struct Api {
 
 /// Builds the API over `store`, with an in-process event bus.
 pub fn api(store: ControlStore, config: ApiConfig) -> Api {
-    api_with(ApiState::new(store, config))
+    ApiState::new(store, config).into_api()
 }
 
 /// Builds the API over `state` (e.g. with the node's event bus and pipeline gateway).
 pub fn api_with(state: ApiState) -> Api {
-    let routes = handlers::register(Routes::new(state.clone()));
-    let inner = routes
-        .router
-        .fallback(unknown_route)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state);
-    Api {
-        router: Router::new().nest(PREFIX, inner),
-        endpoints: routes.endpoints,
-    }
+    state.into_api()
 }
 
 /// The API's OpenAPI 3.1 document, as served at `GET /api/v1/openapi.json`.

@@ -12,7 +12,14 @@ use axum::http::{Request, StatusCode, header};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::{ApiConfig, Endpoint, Need, Verb, api, openapi};
+use std::sync::Arc;
+
+use super::connector_check::{
+    BoxFuture, CheckOutcome, CodeExchange, ConnectorCheck, ExchangeError,
+};
+use crate::store::connectors::{ConnectorConfig, ConnectorSpec};
+
+use super::{ApiConfig, ApiState, Endpoint, Need, Verb, api, openapi};
 use crate::auth::{Role, TenantId, UserId};
 use crate::secret::Secret;
 use crate::store::ControlStore;
@@ -203,6 +210,61 @@ const EXPECTED: &[(Verb, &str, Need, u16)] = &[
         Need::Tenant(Role::Operator),
         200,
     ),
+    (
+        Verb::Get,
+        "/api/v1/tenants/{tenant}/connectors",
+        Need::Tenant(Role::Viewer),
+        200,
+    ),
+    (
+        Verb::Post,
+        "/api/v1/tenants/{tenant}/connectors",
+        Need::Tenant(Role::Admin),
+        201,
+    ),
+    (
+        Verb::Get,
+        "/api/v1/tenants/{tenant}/connectors/{connector}",
+        Need::Tenant(Role::Viewer),
+        200,
+    ),
+    (
+        Verb::Patch,
+        "/api/v1/tenants/{tenant}/connectors/{connector}",
+        Need::Tenant(Role::Admin),
+        200,
+    ),
+    (
+        Verb::Delete,
+        "/api/v1/tenants/{tenant}/connectors/{connector}",
+        Need::Tenant(Role::Admin),
+        204,
+    ),
+    (
+        Verb::Post,
+        "/api/v1/tenants/{tenant}/connectors/{connector}/disable",
+        Need::Tenant(Role::Admin),
+        200,
+    ),
+    (
+        Verb::Post,
+        "/api/v1/tenants/{tenant}/connectors/{connector}/enable",
+        Need::Tenant(Role::Admin),
+        200,
+    ),
+    (
+        Verb::Post,
+        "/api/v1/tenants/{tenant}/connectors/{connector}/test",
+        Need::Tenant(Role::Operator),
+        200,
+    ),
+    (
+        Verb::Post,
+        "/api/v1/tenants/{tenant}/connectors/{connector}/oauth/start",
+        Need::Tenant(Role::Admin),
+        200,
+    ),
+    (Verb::Get, "/api/v1/oauth/callback", Need::Public, 200),
     // Last: it ends the caller's session.
     (Verb::Post, "/api/v1/auth/logout", Need::Authenticated, 204),
 ];
@@ -321,11 +383,109 @@ async fn user(store: &ControlStore, email: &str, platform: bool) -> UserId {
         .expect("user")
 }
 
+/// The OAuth redirect URI the test connectors register.
+const REDIRECT: &str = "https://hub.acme.example/api/v1/oauth/callback";
+
+/// A configuration for `crm`-like test connectors (OAuth2, so every endpoint applies).
+fn connector_body(id: &str) -> Value {
+    json!({
+        "id": id,
+        "name": "Dealer CRM",
+        "vendor": "salesforce",
+        "endpoint": "https://login.salesforce.example",
+        "auth_type": "oauth2",
+        "sync": { "frequency": "hourly", "batch_size": 200 },
+        "field_mappings": [{
+            "vendor_entity": "Contact",
+            "canonical": "customer",
+            "fields": { "email": { "from": "/Email", "transform": ["trim", "lowercase"] } }
+        }],
+        "oauth": {
+            "client_id": "client-123",
+            "authorize_url": "https://login.salesforce.example/services/oauth2/authorize",
+            "scope": "api refresh_token",
+            "redirect_uri": REDIRECT
+        }
+    })
+}
+
+async fn configure(store: &ControlStore, tenant: &TenantId, id: &str) {
+    let spec = ConnectorSpec::from_json(&connector_body(id), &["id"]).expect("spec");
+    store
+        .create_connector(tenant, id, &spec, false)
+        .await
+        .expect("connector");
+}
+
+/// A stand-in for the hub's vendor calls: a connector whose credentials hold
+/// `"fail": true` fails its test; a code `"refused"` is refused; anything else succeeds.
+/// It records the last code exchange.
+#[derive(Debug, Default)]
+pub(super) struct FakeCheck {
+    pub exchanges: std::sync::Mutex<Vec<(String, String, String, String)>>,
+}
+
+impl ConnectorCheck for FakeCheck {
+    fn check<'a>(
+        &'a self,
+        config: &'a ConnectorConfig,
+        credentials: Option<&'a Secret<Value>>,
+    ) -> BoxFuture<'a, CheckOutcome> {
+        Box::pin(async move {
+            match credentials {
+                None => CheckOutcome::failed("no_credentials", "no credentials are stored"),
+                Some(c) if c.expose()["fail"] == true => CheckOutcome::failed(
+                    "auth_failed",
+                    format!("{} refused the credentials", config.spec.vendor),
+                ),
+                Some(_) => CheckOutcome::ok("the vendor answered", Some(3)),
+            }
+        })
+    }
+
+    fn exchange_code<'a>(
+        &'a self,
+        x: CodeExchange<'a>,
+    ) -> BoxFuture<'a, Result<Secret<Value>, ExchangeError>> {
+        Box::pin(async move {
+            if x.code == "refused" {
+                return Err(ExchangeError {
+                    code: "vendor_refused".into(),
+                    message: "the vendor refused the code".into(),
+                });
+            }
+            self.exchanges.lock().expect("lock").push((
+                x.config.id.clone(),
+                x.code.to_string(),
+                x.code_verifier.expose().clone(),
+                x.redirect_uri.to_string(),
+            ));
+            let mut creds = x
+                .credentials
+                .map(|c| c.expose().clone())
+                .unwrap_or(json!({}));
+            creds["access_token"] = json!(format!("{ACCESS_TOKEN}-{}", x.code));
+            creds["refresh_token"] = json!("refresh-secret-4d2b");
+            Ok(Secret::new(creds))
+        })
+    }
+}
+
+/// The access token the fake exchange hands out (followed by `-<code>`).
+const ACCESS_TOKEN: &str = "access-secret-91c0e";
+
+fn api_with_fake(store: &ControlStore, fake: Arc<FakeCheck>) -> super::Api {
+    ApiState::new(store.clone(), ApiConfig::default())
+        .with_connector_check(fake)
+        .into_api()
+}
+
 async fn world(store: &ControlStore) -> World {
     let gateway = std::sync::Arc::new(FakeGateway::default());
-    let built = super::api_with(
-        super::ApiState::new(store.clone(), ApiConfig::default()).with_gateway(gateway),
-    );
+    let built = ApiState::new(store.clone(), ApiConfig::default())
+        .with_gateway(gateway)
+        .with_connector_check(Arc::new(FakeCheck::default()))
+        .into_api();
     let router = built.router;
     let (acme, globex) = (t("acme"), t("globex"));
     store
@@ -344,6 +504,7 @@ async fn world(store: &ControlStore) -> World {
         .await
         .expect("globex owner");
     for tenant in [&acme, &globex] {
+        configure(store, tenant, "crm").await;
         store
             .put_credentials(tenant, "crm", &Secret::new(json!({ "api_key": "k" })))
             .await
@@ -430,9 +591,28 @@ fn expected(need: Need, ok: u16, who: &Who, own: bool) -> u16 {
 /// Makes `path` concrete for `tenant`, preparing what the request acts on so that an allowed
 /// caller's request succeeds: a pending job to cancel, a token to revoke, a member to change
 /// or remove, a user who is not yet a member to add.
-async fn concrete(store: &ControlStore, w: &World, path: &str, tenant: &TenantId) -> String {
+async fn concrete(
+    store: &ControlStore,
+    w: &World,
+    verb: Verb,
+    path: &str,
+    tenant: &TenantId,
+) -> String {
     let mut p = path.replace("{tenant}", tenant.as_str());
+    if verb == Verb::Delete && path.ends_with("/connectors/{connector}") {
+        // A connector of its own to delete (`crm` has jobs, which would refuse it).
+        let id = format!("gone-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        configure(store, tenant, &id).await;
+        p = p.replace("{connector}", &id);
+    }
     p = p.replace("{connector}", "crm");
+    if p.ends_with("/oauth/callback") {
+        let started = store
+            .start_oauth(tenant, "crm", REDIRECT, "user:matrix")
+            .await
+            .expect("oauth flow");
+        p = format!("{p}?code=matrix-code&state={}", started.state.expose());
+    }
     if p.contains("{job}") {
         let job = store.sync_now(tenant, "crm").await.expect("job");
         p = p.replace("{job}", &job.id);
@@ -593,6 +773,8 @@ fn body_for(w: &World, verb: Verb, path: &str, n: usize) -> Option<Value> {
             Some(json!({ "all": true }))
         }
         (Verb::Post, "discard") => Some(json!({ "reason": "a test record" })),
+        (Verb::Post, "connectors") => Some(connector_body(&format!("new-{n}"))),
+        (Verb::Patch, "{connector}") => Some(json!({ "name": "Dealer CRM (renamed)" })),
         _ => None,
     }
 }
@@ -634,7 +816,7 @@ async fn walk(store: &ControlStore) -> usize {
                 &[(&acme, true)]
             };
             for (tenant, own) in places {
-                let uri = concrete(store, &w, path, tenant).await;
+                let uri = concrete(store, &w, *verb, path, tenant).await;
                 let body = body_for(&w, *verb, path, checked);
                 let audited_before = audit_len(store).await;
                 let r = call(&w.router, *verb, &uri, &who.cred, body).await;
@@ -643,7 +825,10 @@ async fn walk(store: &ControlStore) -> usize {
                 checked += 1;
                 let want_audited = match (r.status.is_success(), *verb, &who.cred) {
                     (false, _, _) => 0,
-                    (true, Verb::Get, _) => usize::from(path.ends_with("/export")),
+                    // The export is a sensitive read; the OAuth callback stores credentials.
+                    (true, Verb::Get, _) => {
+                        usize::from(path.ends_with("/export") || path.ends_with("/oauth/callback"))
+                    }
                     (true, Verb::Post, Cred::Bearer(_)) if path.ends_with("/logout") => 0,
                     (true, _, _) => 1,
                 };
@@ -697,6 +882,7 @@ async fn credentials_never_leave_encrypted(h: &Harness) {
         .find(|c| c.label == "admin (session)")
         .expect("admin")
         .cred;
+    configure(store, &t("acme"), "dms").await;
     let base = "/api/v1/tenants/acme/connectors/dms/credentials";
     let put = call(
         &w.router,
@@ -714,6 +900,8 @@ async fn credentials_never_leave_encrypted(h: &Harness) {
         "/api/v1/tenants/acme/audit/export?format=csv".to_string(),
         "/api/v1/tenants/acme/audit/export?format=json".to_string(),
         "/api/v1/me".to_string(),
+        "/api/v1/tenants/acme/connectors".to_string(),
+        "/api/v1/tenants/acme/connectors/dms".to_string(),
     ] {
         let r = call(&w.router, Verb::Get, &path, admin, None).await;
         assert_eq!(r.status, StatusCode::OK, "{path}");
@@ -1290,6 +1478,8 @@ async fn openapi_documents_every_endpoint_and_one_error_shape(store: &ControlSto
     fields.sort();
     assert_eq!(fields, ["code", "message"]);
 }
+
+mod connectors;
 
 on_both_backends! {
     async fn openapi_documents_every_endpoint(h) {

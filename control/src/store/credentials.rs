@@ -15,7 +15,7 @@ use crate::secret::Secret;
 use super::{ControlStore, in_tx, on_pool};
 
 /// The first (and, until data-key rotation exists, only) version of a tenant's data key.
-const FIRST_DATA_KEY_VERSION: i64 = 1;
+pub(super) const FIRST_DATA_KEY_VERSION: i64 = 1;
 
 /// What may be shown about stored credentials: when they were set and how often rotated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,13 +53,17 @@ fn tenant_missing(tenant: &TenantId) -> impl FnOnce(sqlx::Error) -> ControlError
 }
 
 /// `(key_version, wrapped_key, nonce, master_key_version)` of `tenant_data_keys`.
-type DataKeyRow = (i64, Vec<u8>, Vec<u8>, i64);
+pub(super) type DataKeyRow = (i64, Vec<u8>, Vec<u8>, i64);
 /// `(ciphertext, nonce)` of `connector_credentials`, then its tenant's [`DataKeyRow`].
 type SealedRow = (Vec<u8>, Vec<u8>, i64, Vec<u8>, Vec<u8>, i64);
 /// `tenant_id` and the rest of a [`DataKeyRow`].
 type TenantKeyRow = (String, i64, Vec<u8>, Vec<u8>, i64);
 
-fn unwrap_row(master: &MasterKey, tenant: &TenantId, row: DataKeyRow) -> Result<(DataKey, i64)> {
+pub(super) fn unwrap_row(
+    master: &MasterKey,
+    tenant: &TenantId,
+    row: DataKeyRow,
+) -> Result<(DataKey, i64)> {
     let (key_version, wrapped, nonce, master_version) = row;
     Ok((
         master.unwrap(tenant.as_str(), master_version, &wrapped, &nonce)?,
@@ -67,7 +71,7 @@ fn unwrap_row(master: &MasterKey, tenant: &TenantId, row: DataKeyRow) -> Result<
     ))
 }
 
-const SELECT_DATA_KEY: &str = "SELECT key_version, wrapped_key, nonce, master_key_version \
+pub(super) const SELECT_DATA_KEY: &str = "SELECT key_version, wrapped_key, nonce, master_key_version \
                                FROM tenant_data_keys WHERE tenant_id = $1";
 
 impl ControlStore {

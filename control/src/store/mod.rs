@@ -9,12 +9,14 @@
 //!
 //! Every operation is a method here, grouped by subject: [`identity`] (tenants, users,
 //! memberships), [`sessions`] (sign-in, throttling, CSRF), [`api_tokens`], [`credentials`],
-//! [`audit`] (the hash-chained audit log), [`jobs`] (sync jobs, schedules and leases), [`desk`]
-//! (conflicts and dead letters awaiting a person).
+//! [`audit`] (the hash-chained audit log), [`jobs`] (sync jobs, schedules and leases),
+//! [`connectors`] (connector configurations and OAuth flows), [`desk`] (conflicts and dead
+//! letters awaiting a person), [`analytics`] (sync figures per connector).
 
 pub mod analytics;
 pub mod api_tokens;
 pub mod audit;
+pub mod connectors;
 pub mod credentials;
 pub mod desk;
 pub mod identity;
@@ -159,6 +161,11 @@ fn migrator(backend: Backend) -> Migrator {
                 include_str!("../../migrations/sqlite/0003_sync_jobs.sql"),
             ),
             (
+                4,
+                "connectors and oauth flows",
+                include_str!("../../migrations/sqlite/0004_connectors.sql"),
+            ),
+            (
                 5,
                 "conflicts and dead letters desk",
                 include_str!("../../migrations/sqlite/0005_desk.sql"),
@@ -179,6 +186,11 @@ fn migrator(backend: Backend) -> Migrator {
                 3,
                 "sync jobs and schedules",
                 include_str!("../../migrations/postgres/0003_sync_jobs.sql"),
+            ),
+            (
+                4,
+                "connectors and oauth flows",
+                include_str!("../../migrations/postgres/0004_connectors.sql"),
             ),
             (
                 5,
