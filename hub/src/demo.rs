@@ -176,8 +176,35 @@ async fn demo_control_plane(
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
-        for c in t.connectors.iter().filter(|c| c.api.is_some()) {
-            if store.get_schedule(&id, &c.id).await?.is_none() {
+        for c in &t.connectors {
+            if store.get_connector(&id, &c.id).await?.is_some() {
+                continue;
+            }
+            // The console's view of the topology's connectors: ones the hub polls sync
+            // hourly (their first job runs at start), webhook ones in real time.
+            let (endpoint, auth_type, frequency) = match &c.api {
+                Some(api) if api.jwt.is_some() => (api.base_url.clone(), "jwt", "hourly"),
+                Some(api) => (api.base_url.clone(), "api_key", "hourly"),
+                None => (
+                    "https://webhooks.invalid".to_string(),
+                    "custom",
+                    "real-time",
+                ),
+            };
+            let body = serde_json::json!({
+                "name": c.id,
+                "vendor": c.vendor.name(),
+                "endpoint": endpoint,
+                "auth_type": auth_type,
+                "sync": { "frequency": frequency, "direction": "bidirectional" },
+            });
+            let spec = hub_control::store::connectors::ConnectorSpec::from_json(&body, &[])
+                .map_err(|e| anyhow::anyhow!("demo connector {}: {e:?}", c.id))?;
+            store
+                .create_connector(&id, &c.id, &spec, true)
+                .await
+                .map_err(|e| anyhow::anyhow!("demo connector {}: {e}", c.id))?;
+            if frequency == "hourly" && store.get_schedule(&id, &c.id).await?.is_none() {
                 store
                     .set_schedule(&id, &c.id, Frequency::Hourly, None)
                     .await?;
