@@ -79,6 +79,9 @@ pub struct ApiArgs {
     /// Password sign-ins per 1000 requests (argon2id: see `hub bench api --help`'s module docs).
     #[arg(long, default_value_t = 3)]
     login_per_mille: u32,
+    /// Connections in the store's pool (default: the store's, 8 on SQLite, 16 on PostgreSQL).
+    #[arg(long)]
+    pool_size: Option<u32>,
     /// Print one JSON object instead of a report.
     #[arg(long)]
     json: bool,
@@ -98,6 +101,7 @@ impl Default for ApiArgs {
             audit_entries: 5000,
             jobs_per_tenant: 30,
             login_per_mille: 3,
+            pool_size: None,
             json: false,
             keep: false,
         }
@@ -906,7 +910,10 @@ enum Place {
 
 async fn open_store(args: &ApiArgs, run_id: &str) -> anyhow::Result<(ControlStore, Place, String)> {
     let key = MasterKey::generate(1);
-    let settings = StoreSettings::default();
+    let settings = StoreSettings {
+        max_connections: args.pool_size,
+        ..StoreSettings::default()
+    };
     match args.store.as_deref() {
         None => {
             let dir = std::env::temp_dir().join(format!("hub-bench-api-{run_id}"));

@@ -28,7 +28,7 @@ use crate::store::credentials::CredentialInfo;
 use crate::store::identity::Tenant;
 use crate::store::jobs::{Frequency, Schedule, SyncJob};
 
-type ApiResult<T = Response> = Result<T, ApiError>;
+pub(super) type ApiResult<T = Response> = Result<T, ApiError>;
 
 /// Default lifetime of an API token when the request names none: 90 days.
 const DEFAULT_TOKEN_TTL_MS: i64 = 90 * 24 * 3600 * 1000;
@@ -36,6 +36,7 @@ const DEFAULT_TOKEN_TTL_MS: i64 = 90 * 24 * 3600 * 1000;
 pub(super) fn register(r: Routes) -> Routes {
     use Need::{Authenticated, Platform, Public, Tenant as T};
     use Role::{Admin, Operator, Viewer};
+    let r = super::compliance::register(r);
     r.add(Verb::Post, "/auth/login", Public, login)
         .add(Verb::Post, "/auth/logout", Authenticated, logout)
         .add(Verb::Get, "/me", Authenticated, me)
@@ -174,6 +175,7 @@ pub(super) fn register(r: Routes) -> Routes {
         sync_now,
         get_schedule,
         put_schedule,
+        super::compliance::compliance_report,
         openapi_json,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
@@ -216,11 +218,11 @@ async fn openapi_json() -> Response {
 
 // ---- helpers -------------------------------------------------------------------------------
 
-fn tenant_id(raw: &str) -> ApiResult<TenantId> {
+pub(super) fn tenant_id(raw: &str) -> ApiResult<TenantId> {
     TenantId::new(raw).map_err(|_| ApiError::not_found("the tenant"))
 }
 
-async fn audit(
+pub(super) async fn audit(
     state: &ApiState,
     who: &Authed,
     tenant: Option<&TenantId>,
@@ -287,6 +289,7 @@ struct TokenView {
     created_at_ms: i64,
     expires_at_ms: i64,
     revoked_at_ms: Option<i64>,
+    last_used_at_ms: Option<i64>,
 }
 
 impl From<ApiTokenInfo> for TokenView {
@@ -300,6 +303,7 @@ impl From<ApiTokenInfo> for TokenView {
             created_at_ms: t.created_at_ms,
             expires_at_ms: t.expires_at_ms,
             revoked_at_ms: t.revoked_at_ms,
+            last_used_at_ms: t.last_used_at_ms,
         }
     }
 }

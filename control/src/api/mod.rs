@@ -29,6 +29,7 @@
 //! the same method + path pairs, so an endpoint added without its annotation fails the tests.
 
 pub mod auth;
+mod compliance;
 pub mod error;
 mod handlers;
 

@@ -12,7 +12,7 @@ use crate::crypto::{DataKey, MasterKey};
 use crate::error::{ControlError, Result};
 use crate::secret::Secret;
 
-use super::{ControlStore, in_tx, on_pool};
+use super::{ControlStore, in_tx, on_pool, on_write};
 
 /// The first (and, until data-key rotation exists, only) version of a tenant's data key.
 const FIRST_DATA_KEY_VERSION: i64 = 1;
@@ -226,7 +226,7 @@ impl ControlStore {
 
     /// Deletes a connector's credentials; answers whether there were any.
     pub async fn delete_credentials(&self, tenant: &TenantId, connector: &str) -> Result<bool> {
-        let n = on_pool!(self, |p| sqlx::query(
+        let n = on_write!(self, |p| sqlx::query(
             "DELETE FROM connector_credentials WHERE tenant_id = $1 AND connector = $2"
         )
         .bind(tenant.as_str())
@@ -237,8 +237,9 @@ impl ControlStore {
         Ok(n > 0)
     }
 
-    /// Re-wraps every tenant's data key under `new` in one transaction, then uses `new` from
-    /// here on; answers how many keys were re-wrapped. Credentials' ciphertexts are
+    /// Re-wraps every tenant's data key under `new` in one transaction (recording the
+    /// rotation in `master_key_rotations`), then uses `new` from here on; answers how many
+    /// keys were re-wrapped. Credentials' ciphertexts are
     /// untouched. Other control nodes must be restarted with the new key (they say so,
     /// naming both versions, until they are).
     pub async fn rotate_master_key(&self, new: MasterKey) -> Result<u64> {
@@ -279,6 +280,17 @@ impl ControlStore {
                 .await?;
                 count += 1;
             }
+            // In the same transaction: the compliance report's record of rotations.
+            sqlx::query(
+                "INSERT INTO master_key_rotations (from_version, to_version, rotated_at_ms, \
+                 data_keys_rewrapped) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(old.version())
+            .bind(new.version())
+            .bind(now)
+            .bind(count as i64)
+            .execute(&mut *tx)
+            .await?;
             count
         });
         self.set_master_key(new);
