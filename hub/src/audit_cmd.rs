@@ -154,7 +154,9 @@ async fn compliance(
             action: "compliance.report".to_string(),
             target: format!("compliance-report/{tenant}"),
             before: None,
-            after: Some(serde_json::json!({ "format": "json", "from_ms": from_ms, "to_ms": to_ms })),
+            after: Some(
+                serde_json::json!({ "format": "json", "from_ms": from_ms, "to_ms": to_ms }),
+            ),
             client_addr: None,
         })
         .await?;
@@ -206,7 +208,10 @@ mod tests {
             .await
             .unwrap();
         let acme = TenantId::new("acme").unwrap();
-        assert!(compliance(&store, &acme, 0, 1).await.is_err(), "no such tenant");
+        assert!(
+            compliance(&store, &acme, 0, 1).await.is_err(),
+            "no such tenant"
+        );
         store.create_tenant(&acme, "Acme Motors").await.unwrap();
         let report = compliance(&store, &acme, 0, i64::MAX).await.unwrap();
         assert_eq!(report.tenant_name, "Acme Motors");

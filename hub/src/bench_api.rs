@@ -419,14 +419,26 @@ async fn seed(store: &ControlStore, args: &ApiArgs, run_id: &str) -> anyhow::Res
         let mut tokens = BTreeMap::new();
         for role in Role::ALL {
             let t = store
-                .create_api_token(&tenant, role, &format!("{role} automation"), 3_600_000, Some(&owner))
+                .create_api_token(
+                    &tenant,
+                    role,
+                    &format!("{role} automation"),
+                    3_600_000,
+                    Some(&owner),
+                )
                 .await?;
             tokens.insert(role, t.token.expose().clone());
         }
         // Tokens that were rotated away: listed, never valid.
         for n in 0..2 {
             let t = store
-                .create_api_token(&tenant, Role::Operator, &format!("old ci {n}"), 3_600_000, Some(&owner))
+                .create_api_token(
+                    &tenant,
+                    Role::Operator,
+                    &format!("old ci {n}"),
+                    3_600_000,
+                    Some(&owner),
+                )
                 .await?;
             store.revoke_api_token(&tenant, &t.info.id).await?;
         }
@@ -437,7 +449,9 @@ async fn seed(store: &ControlStore, args: &ApiArgs, run_id: &str) -> anyhow::Res
                 .put_credentials(&tenant, connector, &Secret::new(creds))
                 .await?;
             let frequency = [Frequency::Hourly, Frequency::Daily, Frequency::Weekly][k];
-            store.set_schedule(&tenant, connector, frequency, None).await?;
+            store
+                .set_schedule(&tenant, connector, frequency, None)
+                .await?;
         }
         tenants.push(TenantSeed {
             id: id.clone(),
@@ -621,7 +635,10 @@ async fn sign_in(http: &reqwest::Client, base: &str, email: &str) -> anyhow::Res
         .map(str::to_string);
     let body = resp.bytes().await?;
     if !status.is_success() {
-        bail!("signing in {email}: {status}: {}", String::from_utf8_lossy(&body));
+        bail!(
+            "signing in {email}: {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
     }
     session_from(&Answer { set_cookie, body }).context("sign-in answered no session")
 }
@@ -741,7 +758,14 @@ impl Client {
                 let email = t.sign_in_emails[self.below(t.sign_in_emails.len())].clone();
                 let body = json!({ "email": email, "password": PASSWORD });
                 let Some(a) = self
-                    .call(Ep::Login, M::POST, "/auth/login", Auth::Nobody, Some(body), 200)
+                    .call(
+                        Ep::Login,
+                        M::POST,
+                        "/auth/login",
+                        Auth::Nobody,
+                        Some(body),
+                        200,
+                    )
                     .await
                 else {
                     return;
@@ -754,7 +778,8 @@ impl Client {
                     return;
                 };
                 let auth = Auth::Session(session);
-                self.call(Ep::Me, M::GET, "/me", auth.clone(), None, 200).await;
+                self.call(Ep::Me, M::GET, "/me", auth.clone(), None, 200)
+                    .await;
                 self.call(Ep::Logout, M::POST, "/auth/logout", auth, None, 204)
                     .await;
             }
@@ -770,7 +795,8 @@ impl Client {
             Op::GetTenant => {
                 let auth = self.auth(Role::Viewer);
                 let path = format!("/tenants/{tid}");
-                self.call(Ep::GetTenant, M::GET, &path, auth, None, 200).await;
+                self.call(Ep::GetTenant, M::GET, &path, auth, None, 200)
+                    .await;
             }
             Op::ListMembers => {
                 let auth = self.auth(Role::Admin);
@@ -790,14 +816,23 @@ impl Client {
             Op::ListTokens => {
                 let auth = self.auth(Role::Admin);
                 let path = format!("/tenants/{tid}/api-tokens");
-                self.call(Ep::ListTokens, M::GET, &path, auth, None, 200).await;
+                self.call(Ep::ListTokens, M::GET, &path, auth, None, 200)
+                    .await;
             }
             Op::CreateRevokeToken => {
                 let auth = self.auth(Role::Admin);
                 let path = format!("/tenants/{tid}/api-tokens");
-                let body = json!({ "name": "ci pipeline", "role": "viewer", "expires_in_ms": 3_600_000 });
+                let body =
+                    json!({ "name": "ci pipeline", "role": "viewer", "expires_in_ms": 3_600_000 });
                 let Some(a) = self
-                    .call(Ep::CreateToken, M::POST, &path, auth.clone(), Some(body), 201)
+                    .call(
+                        Ep::CreateToken,
+                        M::POST,
+                        &path,
+                        auth.clone(),
+                        Some(body),
+                        201,
+                    )
                     .await
                 else {
                     return;
@@ -843,7 +878,8 @@ impl Client {
             Op::ListJobs => {
                 let auth = self.auth(Role::Viewer);
                 let path = format!("/tenants/{tid}/jobs?limit=50");
-                self.call(Ep::ListJobs, M::GET, &path, auth, None, 200).await;
+                self.call(Ep::ListJobs, M::GET, &path, auth, None, 200)
+                    .await;
             }
             Op::GetJob => {
                 let auth = self.auth(Role::Viewer);
@@ -876,7 +912,8 @@ impl Client {
                     "/tenants/{tid}/audit?from_ms={}&limit=100",
                     self.shared.audit_from_ms
                 );
-                self.call(Ep::ListAudit, M::GET, &path, auth, None, 200).await;
+                self.call(Ep::ListAudit, M::GET, &path, auth, None, 200)
+                    .await;
             }
             Op::ExportAudit => {
                 let auth = self.auth(Role::Admin);
@@ -1070,13 +1107,7 @@ async fn load(
     let _ = stop_tx.send(());
     server.await??;
 
-    Ok(Report::new(
-        backend,
-        args,
-        elapsed_s,
-        world.report,
-        tallies,
-    ))
+    Ok(Report::new(backend, args, elapsed_s, world.report, tallies))
 }
 
 // ---- the report ----------------------------------------------------------------------------

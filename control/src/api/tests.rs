@@ -997,7 +997,12 @@ async fn the_compliance_report_shows_access_and_is_audited(store: &ControlStore)
     let admin = cred_of(&w, "admin (API token)");
     let path = "/api/v1/tenants/acme/compliance-report";
     let r = call(&w.router, Verb::Get, path, admin, None).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     let report = r.json();
     assert_eq!(report["tenant"], "acme");
     let members: Vec<&str> = report["access"]["members"]
@@ -1007,7 +1012,10 @@ async fn the_compliance_report_shows_access_and_is_audited(store: &ControlStore)
         .filter_map(|m| m["email"].as_str())
         .collect();
     for role in Role::ALL {
-        assert!(members.contains(&format!("{role}@acme.example").as_str()), "{members:?}");
+        assert!(
+            members.contains(&format!("{role}@acme.example").as_str()),
+            "{members:?}"
+        );
     }
     assert!(!members.contains(&"owner@globex.example"));
     let tokens = report["access"]["api_tokens"].as_array().expect("tokens");
@@ -1016,10 +1024,20 @@ async fn the_compliance_report_shows_access_and_is_audited(store: &ControlStore)
         .iter()
         .filter(|t| t["last_used_at_ms"].is_i64())
         .collect();
-    assert_eq!(used.len(), 1, "the admin token asking was just used: {tokens:?}");
+    assert_eq!(
+        used.len(),
+        1,
+        "the admin token asking was just used: {tokens:?}"
+    );
     assert_eq!(used[0]["role"], "admin");
     assert_eq!(report["credentials"][0]["connector"], "crm");
-    assert!(report["access"]["platform_admins"].as_array().expect("admins").len() == 1);
+    assert!(
+        report["access"]["platform_admins"]
+            .as_array()
+            .expect("admins")
+            .len()
+            == 1
+    );
     assert!(report["master_key"]["data_key"]["master_key_version"].is_i64());
     // Nothing secret: no token, no credential.
     assert!(!String::from_utf8_lossy(&r.body).contains("hubt_"));
@@ -1029,7 +1047,10 @@ async fn the_compliance_report_shows_access_and_is_audited(store: &ControlStore)
         .await
         .expect("audit");
     let e = entries.last().expect("an entry");
-    assert_eq!((e.action.as_str(), e.target.as_str()), ("compliance.report", "compliance-report/acme"));
+    assert_eq!(
+        (e.action.as_str(), e.target.as_str()),
+        ("compliance.report", "compliance-report/acme")
+    );
     assert!(e.actor.starts_with("token:"), "{}", e.actor);
 
     let again = call(&w.router, Verb::Get, path, admin, None).await.json();
@@ -1039,9 +1060,18 @@ async fn the_compliance_report_shows_access_and_is_audited(store: &ControlStore)
 
     let bad = format!("{path}?from_ms=10&to_ms=5");
     let r = call(&w.router, Verb::Get, &bad, admin, None).await;
-    assert_eq!(error_of(&r), (422, "invalid_input".into(), Some("from_ms".into())));
+    assert_eq!(
+        error_of(&r),
+        (422, "invalid_input".into(), Some("from_ms".into()))
+    );
     let unknown = format!("{path}?since=yesterday");
-    assert_eq!(call(&w.router, Verb::Get, &unknown, admin, None).await.status.as_u16(), 422);
+    assert_eq!(
+        call(&w.router, Verb::Get, &unknown, admin, None)
+            .await
+            .status
+            .as_u16(),
+        422
+    );
 }
 
 /// The OpenAPI document as served: public, JSON, OpenAPI 3.x; it lists exactly the registry's

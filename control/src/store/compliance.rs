@@ -240,11 +240,14 @@ impl ControlStore {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let admins: Vec<(String, String, Option<i64>)> = on_pool!(self, |p| sqlx::query_as(
+        let admins: Vec<(String, String, Option<i64>)> =
+            on_pool!(self, |p| {
+                sqlx::query_as(
             "SELECT id, email, disabled_at_ms FROM users WHERE platform_admin = TRUE ORDER BY email"
         )
         .fetch_all(p)
-        .await?);
+        .await?
+            });
         let platform_admins = admins
             .into_iter()
             .map(|(user_id, email, disabled)| PlatformAdmin {
@@ -269,17 +272,18 @@ impl ControlStore {
             })
             .collect();
 
-        let rotated: BTreeMap<String, i64> = on_pool!(self, |p| sqlx::query_as::<_, (String, i64)>(
-            "SELECT target, COUNT(*) FROM audit_log WHERE tenant_id = $1 \
+        let rotated: BTreeMap<String, i64> =
+            on_pool!(self, |p| sqlx::query_as::<_, (String, i64)>(
+                "SELECT target, COUNT(*) FROM audit_log WHERE tenant_id = $1 \
              AND action = 'credentials.rotate' AND at_ms >= $2 AND at_ms < $3 GROUP BY target"
-        )
-        .bind(id)
-        .bind(from_ms)
-        .bind(to_ms)
-        .fetch_all(p)
-        .await?)
-        .into_iter()
-        .collect();
+            )
+            .bind(id)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all(p)
+            .await?)
+            .into_iter()
+            .collect();
         let credentials = self
             .list_credentials(tenant)
             .await?
@@ -328,7 +332,15 @@ impl ControlStore {
                 .collect(),
         };
 
-        type ExportRow = (i64, i64, String, String, String, Option<String>, Option<String>);
+        type ExportRow = (
+            i64,
+            i64,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+        );
         let exports: Vec<ExportRow> = on_pool!(self, |p| sqlx::query_as(
             "SELECT seq, at_ms, actor, action, target, after_json, client_addr FROM audit_log \
              WHERE tenant_id = $1 AND action IN ('audit.export', 'compliance.report') \
@@ -372,13 +384,11 @@ impl ControlStore {
         .await?);
         let master_key = MasterKeySection {
             data_key: data_key.map(
-                |(key_version, master_key_version, created_at_ms, rewrapped_at_ms)| {
-                    DataKeyStatus {
-                        key_version,
-                        master_key_version,
-                        created_at_ms,
-                        rewrapped_at_ms,
-                    }
+                |(key_version, master_key_version, created_at_ms, rewrapped_at_ms)| DataKeyStatus {
+                    key_version,
+                    master_key_version,
+                    created_at_ms,
+                    rewrapped_at_ms,
                 },
             ),
             rotations: rotations

@@ -269,11 +269,8 @@ impl ControlStore {
                     .idle_timeout(None)
                     .max_lifetime(None)
             } else {
-                SqlitePoolOptions::new().max_connections(
-                    settings
-                        .max_connections
-                        .unwrap_or(SQLITE_MAX_CONNECTIONS),
-                )
+                SqlitePoolOptions::new()
+                    .max_connections(settings.max_connections.unwrap_or(SQLITE_MAX_CONNECTIONS))
             };
             Pool::Sqlite(pool_options.connect_with(options).await?)
         } else {
