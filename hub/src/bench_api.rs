@@ -82,6 +82,10 @@ pub struct ApiArgs {
     /// Connections in the store's pool (default: the store's, 8 on SQLite, 16 on PostgreSQL).
     #[arg(long)]
     pool_size: Option<u32>,
+    /// SQLite's `synchronous`: `full` (the store's default: every commit waits for the disk)
+    /// or `normal` (only checkpoints do).
+    #[arg(long, value_parser = ["full", "normal"], default_value = "full")]
+    sqlite_synchronous: String,
     /// Print one JSON object instead of a report.
     #[arg(long)]
     json: bool,
@@ -102,6 +106,7 @@ impl Default for ApiArgs {
             jobs_per_tenant: 30,
             login_per_mille: 3,
             pool_size: None,
+            sqlite_synchronous: "full".to_string(),
             json: false,
             keep: false,
         }
@@ -949,6 +954,7 @@ async fn open_store(args: &ApiArgs, run_id: &str) -> anyhow::Result<(ControlStor
     let key = MasterKey::generate(1);
     let settings = StoreSettings {
         max_connections: args.pool_size,
+        sqlite_durable_commits: args.sqlite_synchronous != "normal",
         ..StoreSettings::default()
     };
     match args.store.as_deref() {
@@ -1160,6 +1166,9 @@ pub(crate) struct Report {
     pub server_errors: u64,
     pub transport_errors: u64,
     login_share_pct: f64,
+    /// The store's pool size (`default` when the store chose) and SQLite's `synchronous`.
+    pool_size: String,
+    sqlite_synchronous: Option<String>,
     seed: SeedReport,
     pub groups: Vec<Stats>,
     endpoints: Vec<Stats>,
@@ -1210,6 +1219,7 @@ impl Report {
             .collect();
         let requests: u64 = groups.iter().map(|g| g.requests).sum();
         let logins = groups[0].requests;
+        let sqlite_synchronous = (backend == "sqlite").then(|| args.sqlite_synchronous.clone());
         Report {
             bench: "api",
             backend,
@@ -1221,6 +1231,10 @@ impl Report {
             server_errors,
             transport_errors,
             login_share_pct: (1000.0 * logins as f64 / requests.max(1) as f64).round() / 10.0,
+            pool_size: args
+                .pool_size
+                .map_or_else(|| "default".to_string(), |n| n.to_string()),
+            sqlite_synchronous,
             seed,
             groups,
             endpoints,
@@ -1234,11 +1248,15 @@ impl Report {
         let s = &self.seed;
         let _ = writeln!(
             out,
-            "hub bench api: {} clients for {:.1} s on {} — seeded {} tenants, {} users, {} API tokens, \
+            "hub bench api: {} clients for {:.1} s on {} (pool {}{}) — seeded {} tenants, {} users, {} API tokens, \
              {} credentials, {} jobs, {} audit entries in {:.1} s",
             self.clients,
             self.elapsed_s,
             self.backend,
+            self.pool_size,
+            self.sqlite_synchronous
+                .as_deref()
+                .map_or_else(String::new, |m| format!(", synchronous {m}")),
             s.tenants,
             s.users,
             s.api_tokens,

@@ -29,7 +29,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::crypto::MasterKey;
 use crate::error::{ControlError, Result};
@@ -119,6 +121,12 @@ pub struct StoreSettings {
     /// 4), 16 for PostgreSQL (it was 8; 50 concurrent API clients queued for connections).
     /// An in-memory SQLite database always has exactly one.
     pub max_connections: Option<u32>,
+    /// SQLite only: every commit waits for the disk (`synchronous = FULL`, the default), or
+    /// only checkpoints do (`false`: `NORMAL`; in WAL mode the file still never corrupts, but
+    /// the last commits before a power cut or OS crash — not a crash of the hub — may be
+    /// lost). With FULL, commits are the SQLite ceiling under load: one fsync each, two per
+    /// audited change (`hub bench api --sqlite-synchronous normal` measures the difference).
+    pub sqlite_durable_commits: bool,
 }
 
 /// Default pool size for a SQLite file (see [`StoreSettings::max_connections`]).
@@ -133,6 +141,7 @@ impl Default for StoreSettings {
             login_max_failures: 5,
             login_window_ms: 15 * 60 * 1000,
             max_connections: None,
+            sqlite_durable_commits: true,
         }
     }
 }
@@ -261,7 +270,12 @@ impl ControlStore {
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(10));
+                .busy_timeout(Duration::from_secs(10))
+                .synchronous(if settings.sqlite_durable_commits {
+                    SqliteSynchronous::Full
+                } else {
+                    SqliteSynchronous::Normal
+                });
             // An in-memory database lives as long as its one connection does.
             let pool_options = if in_memory {
                 SqlitePoolOptions::new()
