@@ -12,8 +12,8 @@
 //!   node takes over when it lapses; cancel; "sync now"); [`store::compliance`], the FTC
 //!   Safeguards Rule report of a tenant and period (access with roles and last use, credential
 //!   age and rotations, failed sign-ins, data exports, master-key rotations; `hub audit
-//!   compliance` in the binary). On SQLite this process's writers queue at an in-process gate
-//!   rather than polling the database lock; pool sizes are [`StoreSettings::max_connections`];
+//!   compliance` in the binary). Pool sizes are [`StoreSettings::max_connections`], SQLite's
+//!   commit durability [`StoreSettings::sqlite_durable_commits`];
 //! - [`masking`]: masks personal data (e-mail addresses, phones, names, addresses, identity
 //!   and credit details) in JSON before it is kept where it should not be in clear;
 //! - [`auth`]: roles (`viewer` < `operator` < `admin` < `owner`), the [`auth::Caller`] and

@@ -79,7 +79,7 @@ pub struct ApiArgs {
     /// Password sign-ins per 1000 requests (argon2id: see `hub bench api --help`'s module docs).
     #[arg(long, default_value_t = 3)]
     login_per_mille: u32,
-    /// Connections in the store's pool (default: the store's, 8 on SQLite, 16 on PostgreSQL).
+    /// Connections in the store's pool (default: the store's, 4 on SQLite, 16 on PostgreSQL).
     #[arg(long)]
     pool_size: Option<u32>,
     /// SQLite's `synchronous`: `full` (the store's default: every commit waits for the disk)

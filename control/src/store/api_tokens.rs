@@ -12,7 +12,7 @@ use crate::auth::{Caller, Principal, Role, TenantId, UserId};
 use crate::error::{ControlError, Result};
 use crate::secret::Secret;
 
-use super::{ControlStore, on_pool, on_write};
+use super::{ControlStore, on_pool};
 
 /// Longest lifetime a token may be given: one year, so a forgotten token still dies.
 pub const MAX_TOKEN_TTL_MS: i64 = 366 * 24 * 3600 * 1000;
@@ -123,7 +123,7 @@ impl ControlStore {
             revoked_at_ms: None,
             last_used_at_ms: None,
         };
-        on_write!(self, |p| sqlx::query(
+        on_pool!(self, |p| sqlx::query(
             "INSERT INTO api_tokens (id, token_hash, tenant_id, role, name, created_by, \
              created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         )
@@ -166,7 +166,7 @@ impl ControlStore {
             .is_none_or(|t| t <= now - LAST_USE_RESOLUTION_MS)
         {
             // Compare-and-set: of concurrent requests on a stale token, one writes.
-            on_write!(self, |p| sqlx::query(
+            on_pool!(self, |p| sqlx::query(
                 "UPDATE api_tokens SET last_used_at_ms = $1 WHERE id = $2 \
                  AND (last_used_at_ms IS NULL OR last_used_at_ms <= $3)"
             )
@@ -195,7 +195,7 @@ impl ControlStore {
     /// not exist; revoking twice keeps the first revocation time.
     pub async fn revoke_api_token(&self, tenant: &TenantId, id: &str) -> Result<()> {
         let now = self.now_ms();
-        let n = on_write!(self, |p| sqlx::query(
+        let n = on_pool!(self, |p| sqlx::query(
             "UPDATE api_tokens SET revoked_at_ms = COALESCE(revoked_at_ms, $1) \
              WHERE id = $2 AND tenant_id = $3"
         )

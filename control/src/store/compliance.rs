@@ -240,14 +240,13 @@ impl ControlStore {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let admins: Vec<(String, String, Option<i64>)> =
-            on_pool!(self, |p| {
-                sqlx::query_as(
+        let admins: Vec<(String, String, Option<i64>)> = on_pool!(self, |p| {
+            sqlx::query_as(
             "SELECT id, email, disabled_at_ms FROM users WHERE platform_admin = TRUE ORDER BY email"
         )
         .fetch_all(p)
         .await?
-            });
+        });
         let platform_admins = admins
             .into_iter()
             .map(|(user_id, email, disabled)| PlatformAdmin {

@@ -12,7 +12,7 @@ use crate::crypto::{DataKey, MasterKey};
 use crate::error::{ControlError, Result};
 use crate::secret::Secret;
 
-use super::{ControlStore, in_tx, on_pool, on_write};
+use super::{ControlStore, in_tx, on_pool};
 
 /// The first (and, until data-key rotation exists, only) version of a tenant's data key.
 const FIRST_DATA_KEY_VERSION: i64 = 1;
@@ -226,7 +226,7 @@ impl ControlStore {
 
     /// Deletes a connector's credentials; answers whether there were any.
     pub async fn delete_credentials(&self, tenant: &TenantId, connector: &str) -> Result<bool> {
-        let n = on_write!(self, |p| sqlx::query(
+        let n = on_pool!(self, |p| sqlx::query(
             "DELETE FROM connector_credentials WHERE tenant_id = $1 AND connector = $2"
         )
         .bind(tenant.as_str())

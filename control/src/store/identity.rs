@@ -7,7 +7,7 @@ use crate::auth::{Caller, Principal, Role, TenantId, UserId};
 use crate::error::{ControlError, Result};
 use crate::secret::Secret;
 
-use super::{ControlStore, in_tx, on_pool, on_write};
+use super::{ControlStore, in_tx, on_pool};
 
 /// A tenant as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +44,7 @@ impl ControlStore {
             return Err(ControlError::invalid("name", "a tenant needs a name"));
         }
         let now = self.now_ms();
-        let res = on_write!(self, |p| sqlx::query(
+        let res = on_pool!(self, |p| sqlx::query(
             "INSERT INTO tenants (id, name, created_at_ms) VALUES ($1, $2, $3)"
         )
         .bind(id.as_str())
@@ -111,7 +111,7 @@ impl ControlStore {
         let hash = hash_password_off_executor(password).await?;
         let id = UserId(uuid::Uuid::now_v7().to_string());
         let now = self.now_ms();
-        let res = on_write!(self, |p| sqlx::query(
+        let res = on_pool!(self, |p| sqlx::query(
             "INSERT INTO users (id, email, password_hash, platform_admin, created_at_ms) \
              VALUES ($1, $2, $3, $4, $5)"
         )
@@ -196,7 +196,7 @@ impl ControlStore {
     /// Gives `user` the role `role` in `tenant`, replacing any role they had there.
     pub async fn set_membership(&self, user: &UserId, tenant: &TenantId, role: Role) -> Result<()> {
         let now = self.now_ms();
-        let res = on_write!(self, |p| sqlx::query(
+        let res = on_pool!(self, |p| sqlx::query(
             "INSERT INTO memberships (user_id, tenant_id, role, created_at_ms) \
              VALUES ($1, $2, $3, $4) \
              ON CONFLICT (user_id, tenant_id) DO UPDATE SET role = excluded.role"
@@ -221,7 +221,7 @@ impl ControlStore {
 
     /// Removes `user` from `tenant`; answers whether they were a member.
     pub async fn remove_membership(&self, user: &UserId, tenant: &TenantId) -> Result<bool> {
-        let n = on_write!(self, |p| sqlx::query(
+        let n = on_pool!(self, |p| sqlx::query(
             "DELETE FROM memberships WHERE user_id = $1 AND tenant_id = $2"
         )
         .bind(&user.0)

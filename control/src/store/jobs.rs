@@ -21,7 +21,7 @@ use std::str::FromStr;
 use crate::auth::TenantId;
 use crate::error::{ControlError, Result};
 
-use super::{ControlStore, in_tx, on_pool, on_write};
+use super::{ControlStore, in_tx, on_pool};
 
 /// How often a connector syncs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,7 +329,7 @@ impl ControlStore {
         let now = self.now_ms();
         let interval = frequency.interval_ms();
         let next_due_ms = interval.map(|_| first_due_ms.unwrap_or(now));
-        on_write!(self, |p| sqlx::query(
+        on_pool!(self, |p| sqlx::query(
             "INSERT INTO schedules (tenant_id, connector, frequency, interval_ms, next_due_ms, \
              updated_at_ms) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (tenant_id, connector) DO UPDATE SET frequency = excluded.frequency, \
@@ -381,7 +381,7 @@ impl ControlStore {
 
     /// Removes a connector's schedule; its jobs stay. Whether there was one.
     pub async fn delete_schedule(&self, tenant: &TenantId, connector: &str) -> Result<bool> {
-        let n = on_write!(self, |p| sqlx::query(
+        let n = on_pool!(self, |p| sqlx::query(
             "DELETE FROM schedules WHERE tenant_id = $1 AND connector = $2"
         )
         .bind(tenant.as_str())
@@ -503,7 +503,7 @@ impl ControlStore {
             "SELECT {JOB_COLUMNS} FROM sync_jobs WHERE tenant_id = $1 AND connector = $2 \
              AND trigger_kind = 'manual' AND status = 'pending'"
         );
-        let pending = on_write!(self, |p| {
+        let pending = on_pool!(self, |p| {
             bind_job(sqlx::query(sqlx::AssertSqlSafe(insert_sql.clone())), &job)
                 .execute(p)
                 .await?;
@@ -590,7 +590,7 @@ impl ControlStore {
         check_name("node", node)?;
         check_lease(lease_ms)?;
         let now = self.now_ms();
-        let n = on_write!(self, |p| sqlx::query(
+        let n = on_pool!(self, |p| sqlx::query(
             "UPDATE sync_jobs SET status = 'running', node = $1, lease_expires_at_ms = $2, \
              started_at_ms = COALESCE(started_at_ms, $3), attempts = attempts + 1 \
              WHERE id = $4 AND (status = 'pending' \
@@ -629,7 +629,7 @@ impl ControlStore {
     ) -> Result<HeartbeatOutcome> {
         check_lease(lease_ms)?;
         let now = self.now_ms();
-        let n = on_write!(self, |p| sqlx::query(
+        let n = on_pool!(self, |p| sqlx::query(
             "UPDATE sync_jobs SET lease_expires_at_ms = $1, progress_pct = $2, \
              records_processed = $3, records_failed = $4, records_dead_lettered = $5 \
              WHERE id = $6 AND node = $7 AND status = 'running'"
@@ -677,7 +677,7 @@ impl ControlStore {
             JobStatus::Completed
         };
         let error: Option<String> = error.map(|e| e.chars().take(MAX_ERROR_CHARS).collect());
-        let n = on_write!(self, |p| {
+        let n = on_pool!(self, |p| {
             sqlx::query(
             "UPDATE sync_jobs SET status = $1, finished_at_ms = $2, lease_expires_at_ms = NULL, \
              error = $3, progress_pct = $4, records_processed = $5, records_failed = $6, \
@@ -714,7 +714,7 @@ impl ControlStore {
     /// A finished job cannot be cancelled; another tenant's job is NotFound.
     pub async fn cancel_job(&self, tenant: &TenantId, id: &str) -> Result<SyncJob> {
         let now = self.now_ms();
-        let n = on_write!(self, |p| sqlx::query(
+        let n = on_pool!(self, |p| sqlx::query(
             "UPDATE sync_jobs SET status = 'cancelled', finished_at_ms = $1, \
              lease_expires_at_ms = NULL \
              WHERE id = $2 AND tenant_id = $3 AND status IN ('pending', 'running')"

@@ -60,35 +60,13 @@ macro_rules! on_pool {
     };
 }
 
-/// [`on_pool!`] for a statement that writes. On SQLite it first takes the store's write gate
-/// (a FIFO async mutex), so this process's writers queue here, in order, instead of meeting at
-/// SQLite's database lock: a writer that finds it taken polls it from SQLite's busy handler,
-/// sleeping 1, 2, 5, 10, … up to 100 ms between tries, which was most of a write's latency
-/// under load (`hub bench api`: write p50 ~60 ms, p99 ~180 ms, against ~80 ms p99 for reads).
-/// Other processes on the same file (`hub audit`) still meet the lock, under `busy_timeout`.
-/// Readers never take the gate (WAL readers run beside the writer). PostgreSQL locks rows:
-/// no gate. Never nest a gated statement inside [`in_tx!`] (the gate is not reentrant).
-macro_rules! on_write {
-    ($store:expr, |$p:ident| $body:expr) => {
-        match &$store.inner.pool {
-            $crate::store::Pool::Sqlite($p) => {
-                let _gate = $store.inner.sqlite_write_gate.lock().await;
-                $body
-            }
-            $crate::store::Pool::Postgres($p) => $body,
-        }
-    };
-}
-
 /// Runs `$body` inside a transaction `$tx` (`&mut *$tx` is the executor) and commits it when
-/// the body returns `Ok`. SQLite's transaction takes the write gate (see [`on_write!`]), then
-/// the write lock up front (`BEGIN IMMEDIATE`) so that two writers never deadlock upgrading a
-/// read lock.
+/// the body returns `Ok`. SQLite's transaction takes the write lock up front (`BEGIN
+/// IMMEDIATE`) so that two writers never deadlock upgrading a read lock.
 macro_rules! in_tx {
     ($store:expr, |$tx:ident| $body:expr) => {
         match &$store.inner.pool {
             $crate::store::Pool::Sqlite(p) => {
-                let _gate = $store.inner.sqlite_write_gate.lock().await;
                 let mut $tx = p.begin_with("BEGIN IMMEDIATE").await?;
                 let out = $body;
                 $tx.commit().await?;
@@ -104,7 +82,7 @@ macro_rules! in_tx {
     };
 }
 
-pub(crate) use {in_tx, on_pool, on_write};
+pub(crate) use {in_tx, on_pool};
 
 /// Tunables of sign-in and sessions. Defaults are declared on [`Default`].
 #[derive(Debug, Clone)]
@@ -116,10 +94,11 @@ pub struct StoreSettings {
     /// The throttling window: 15 minutes. Once `login_max_failures` failures fall inside it,
     /// further attempts are refused until the oldest of them leaves it.
     pub login_window_ms: i64,
-    /// Connections in the store's pool; `None` takes the backend's default: 8 for a SQLite
-    /// file (WAL readers run side by side while writers take turns at the write gate; it was
-    /// 4), 16 for PostgreSQL (it was 8; 50 concurrent API clients queued for connections).
-    /// An in-memory SQLite database always has exactly one.
+    /// Connections in the store's pool; `None` takes the backend's default: 4 for a SQLite
+    /// file (one writer at a time anyway: with 8, more writers poll SQLite's lock from its
+    /// busy handler and the p99 of writes grew, `hub bench api`), 16 for PostgreSQL (it was
+    /// 8: 50 concurrent API clients queued for connections). An in-memory SQLite database
+    /// always has exactly one.
     pub max_connections: Option<u32>,
     /// SQLite only: every commit waits for the disk (`synchronous = FULL`, the default), or
     /// only checkpoints do (`false`: `NORMAL`; in WAL mode the file still never corrupts, but
@@ -130,7 +109,7 @@ pub struct StoreSettings {
 }
 
 /// Default pool size for a SQLite file (see [`StoreSettings::max_connections`]).
-pub const SQLITE_MAX_CONNECTIONS: u32 = 8;
+pub const SQLITE_MAX_CONNECTIONS: u32 = 4;
 /// Default pool size for PostgreSQL (see [`StoreSettings::max_connections`]).
 pub const POSTGRES_MAX_CONNECTIONS: u32 = 16;
 
@@ -177,8 +156,6 @@ struct Inner {
     master_key: RwLock<MasterKey>,
     settings: StoreSettings,
     clock: Clock,
-    /// Serialises this process's SQLite writers (see [`on_write!`]); unused on PostgreSQL.
-    sqlite_write_gate: tokio::sync::Mutex<()>,
 }
 
 const MIGRATIONS_TABLE: &str = "_hub_control_migrations";
@@ -298,7 +275,6 @@ impl ControlStore {
                 master_key: RwLock::new(master_key),
                 settings,
                 clock: Clock::default(),
-                sqlite_write_gate: tokio::sync::Mutex::new(()),
             }),
         };
         store.migrate().await?;

@@ -13,7 +13,7 @@ use crate::error::{ControlError, Result};
 use crate::secret::Secret;
 
 use super::identity::normalize_email;
-use super::{ControlStore, on_pool, on_write};
+use super::{ControlStore, on_pool};
 
 /// What a successful sign-in hands the HTTP layer: the session token for the cookie (only
 /// here in clear), and the CSRF token the console echoes in a header on every change.
@@ -76,7 +76,7 @@ impl ControlStore {
         let token = new_token(SESSION_PREFIX);
         let csrf_token = new_token("").into_inner();
         let expires_at_ms = now + self.settings().session_ttl_ms;
-        on_write!(self, |p| sqlx::query(
+        on_pool!(self, |p| sqlx::query(
             "INSERT INTO sessions (token_hash, user_id, csrf_token, client_addr, created_at_ms, \
              expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6)"
         )
@@ -148,7 +148,7 @@ impl ControlStore {
         now: i64,
         succeeded: bool,
     ) -> Result<()> {
-        on_write!(self, |p| sqlx::query(
+        on_pool!(self, |p| sqlx::query(
             "INSERT INTO login_attempts (login, client_addr, attempted_at_ms, succeeded) \
              VALUES ($1, $2, $3, $4)"
         )
@@ -206,7 +206,7 @@ impl ControlStore {
 
     /// Ends a session; answers whether it existed.
     pub async fn logout(&self, token: &str) -> Result<bool> {
-        let n = on_write!(self, |p| sqlx::query(
+        let n = on_pool!(self, |p| sqlx::query(
             "DELETE FROM sessions WHERE token_hash = $1"
         )
         .bind(token_hash(token))
@@ -218,7 +218,7 @@ impl ControlStore {
 
     /// Deletes expired sessions; answers how many.
     pub async fn purge_expired_sessions(&self) -> Result<u64> {
-        let n = on_write!(self, |p| sqlx::query(
+        let n = on_pool!(self, |p| sqlx::query(
             "DELETE FROM sessions WHERE expires_at_ms <= $1"
         )
         .bind(self.now_ms())
