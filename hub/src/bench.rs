@@ -32,6 +32,9 @@ pub enum BenchCommand {
     /// Salesforce ⇄ HubSpot both ways through the pipeline: p50/p99 from an edit in one
     /// system to its arrival in the other, and writes counted (no loop).
     Bisync(crate::bench_sync::BisyncArgs),
+    /// The control API under load: N concurrent clients over a seeded control plane; p50,
+    /// p90, p99 and max latency and throughput per endpoint group.
+    Api(crate::bench_api::ApiArgs),
 }
 
 #[derive(Args)]
@@ -68,6 +71,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Pipeline(args) => pipeline(args).await,
         BenchCommand::Sync(args) => crate::bench_sync::sync(args).await,
         BenchCommand::Bisync(args) => crate::bench_sync::bisync(args).await,
+        BenchCommand::Api(args) => crate::bench_api::api(args).await,
     }
 }
 

@@ -2,12 +2,13 @@
 //!
 //! `hub run` runs a node with the roles asked for; `hub demo` starts everything on one
 //! machine on embedded defaults; `hub validate` checks a topology offline; `hub bench`
-//! measures the real pipeline; `hub mapping test` and `hub test` try mappings offline; `hub audit` verifies and exports the
+//! measures the real pipeline and the control API under load; `hub mapping test` and `hub test` try mappings offline; `hub audit` verifies and exports the
 //! audit log. Everything that takes a setting also reads it from `HUB_*`.
 
 mod admin;
 mod audit_cmd;
 mod bench;
+mod bench_api;
 mod bench_sync;
 mod connector_check;
 mod control_cmd;

@@ -36,7 +36,7 @@ const DEFAULT_TOKEN_TTL_MS: i64 = 90 * 24 * 3600 * 1000;
 pub(super) fn register(r: Routes) -> Routes {
     use Need::{Authenticated, Platform, Public, Tenant as T};
     use Role::{Admin, Operator, Viewer};
-    let r = super::analytics::register(super::monitor::register(r))
+    let r = super::compliance::register(super::analytics::register(super::monitor::register(r)))
         .add(Verb::Post, "/auth/login", Public, login)
         .add(Verb::Post, "/auth/logout", Authenticated, logout)
         .add(Verb::Get, "/me", Authenticated, me)
@@ -176,6 +176,7 @@ pub(super) fn register(r: Routes) -> Routes {
         sync_now,
         get_schedule,
         put_schedule,
+        super::compliance::compliance_report,
         openapi_json,
         super::monitor::sync_monitor,
         super::analytics::analytics,
@@ -310,6 +311,7 @@ struct TokenView {
     created_at_ms: i64,
     expires_at_ms: i64,
     revoked_at_ms: Option<i64>,
+    last_used_at_ms: Option<i64>,
 }
 
 impl From<ApiTokenInfo> for TokenView {
@@ -323,6 +325,7 @@ impl From<ApiTokenInfo> for TokenView {
             created_at_ms: t.created_at_ms,
             expires_at_ms: t.expires_at_ms,
             revoked_at_ms: t.revoked_at_ms,
+            last_used_at_ms: t.last_used_at_ms,
         }
     }
 }

@@ -34,6 +34,7 @@
 
 mod analytics;
 pub mod auth;
+mod compliance;
 pub mod connector_check;
 mod connectors;
 mod desk;

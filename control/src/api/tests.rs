@@ -265,6 +265,12 @@ const EXPECTED: &[(Verb, &str, Need, u16)] = &[
         200,
     ),
     (Verb::Get, "/api/v1/oauth/callback", Need::Public, 200),
+    (
+        Verb::Get,
+        "/api/v1/tenants/{tenant}/compliance-report",
+        Need::Tenant(Role::Admin),
+        200,
+    ),
     // Last: it ends the caller's session.
     (Verb::Post, "/api/v1/auth/logout", Need::Authenticated, 204),
 ];
@@ -825,10 +831,12 @@ async fn walk(store: &ControlStore) -> usize {
                 checked += 1;
                 let want_audited = match (r.status.is_success(), *verb, &who.cred) {
                     (false, _, _) => 0,
-                    // The export is a sensitive read; the OAuth callback stores credentials.
-                    (true, Verb::Get, _) => {
-                        usize::from(path.ends_with("/export") || path.ends_with("/oauth/callback"))
-                    }
+                    // Sensitive reads are audited too; the OAuth callback stores credentials.
+                    (true, Verb::Get, _) => usize::from(
+                        path.ends_with("/export")
+                            || path.ends_with("/compliance-report")
+                            || path.ends_with("/oauth/callback"),
+                    ),
                     (true, Verb::Post, Cred::Bearer(_)) if path.ends_with("/logout") => 0,
                     (true, _, _) => 1,
                 };
@@ -1358,6 +1366,91 @@ async fn over_tls_the_cookie_is_secure_and_host_prefixed(store: &ControlStore) {
     assert_eq!(me(plain).await, StatusCode::UNAUTHORIZED);
 }
 
+/// The compliance report over HTTP: who has access (the token asking is live and just used),
+/// audited before it leaves, listed among the data exports of the next one; bad periods and
+/// unknown parameters name the field.
+async fn the_compliance_report_shows_access_and_is_audited(store: &ControlStore) {
+    let w = world(store).await;
+    let admin = cred_of(&w, "admin (API token)");
+    let path = "/api/v1/tenants/acme/compliance-report";
+    let r = call(&w.router, Verb::Get, path, admin, None).await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let report = r.json();
+    assert_eq!(report["tenant"], "acme");
+    let members: Vec<&str> = report["access"]["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter_map(|m| m["email"].as_str())
+        .collect();
+    for role in Role::ALL {
+        assert!(
+            members.contains(&format!("{role}@acme.example").as_str()),
+            "{members:?}"
+        );
+    }
+    assert!(!members.contains(&"owner@globex.example"));
+    let tokens = report["access"]["api_tokens"].as_array().expect("tokens");
+    assert_eq!(tokens.len(), 4, "one live token per role: {tokens:?}");
+    let used: Vec<&Value> = tokens
+        .iter()
+        .filter(|t| t["last_used_at_ms"].is_i64())
+        .collect();
+    assert_eq!(
+        used.len(),
+        1,
+        "the admin token asking was just used: {tokens:?}"
+    );
+    assert_eq!(used[0]["role"], "admin");
+    assert_eq!(report["credentials"][0]["connector"], "crm");
+    assert!(
+        report["access"]["platform_admins"]
+            .as_array()
+            .expect("admins")
+            .len()
+            == 1
+    );
+    assert!(report["master_key"]["data_key"]["master_key_version"].is_i64());
+    // Nothing secret: no token, no credential.
+    assert!(!String::from_utf8_lossy(&r.body).contains("hubt_"));
+
+    let entries = store
+        .list_audit(Some(&t("acme")), 0, i64::MAX, 1000)
+        .await
+        .expect("audit");
+    let e = entries.last().expect("an entry");
+    assert_eq!(
+        (e.action.as_str(), e.target.as_str()),
+        ("compliance.report", "compliance-report/acme")
+    );
+    assert!(e.actor.starts_with("token:"), "{}", e.actor);
+
+    let again = call(&w.router, Verb::Get, path, admin, None).await.json();
+    let exports = again["data_exports"].as_array().expect("exports");
+    assert_eq!(exports.len(), 2, "{exports:?}");
+    assert_eq!(exports[0]["action"], "compliance.report");
+
+    let bad = format!("{path}?from_ms=10&to_ms=5");
+    let r = call(&w.router, Verb::Get, &bad, admin, None).await;
+    assert_eq!(
+        error_of(&r),
+        (422, "invalid_input".into(), Some("from_ms".into()))
+    );
+    let unknown = format!("{path}?since=yesterday");
+    assert_eq!(
+        call(&w.router, Verb::Get, &unknown, admin, None)
+            .await
+            .status
+            .as_u16(),
+        422
+    );
+}
+
 /// The OpenAPI document as served: public, JSON, OpenAPI 3.x; it lists exactly the registry's
 /// endpoints (method + path template), every error response references the one error
 /// schema, and every endpoint needing a caller names the two security schemes.
@@ -1515,6 +1608,10 @@ on_both_backends! {
 
     async fn tls_session_cookie(h) {
         over_tls_the_cookie_is_secure_and_host_prefixed(&h.store).await;
+    }
+
+    async fn compliance_report_over_http(h) {
+        the_compliance_report_shows_access_and_is_audited(&h.store).await;
     }
 
     async fn audit_entries_carry_who_what_and_where(h) {

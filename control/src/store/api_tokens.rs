@@ -1,5 +1,9 @@
 //! API tokens for machines: one tenant, one role, an expiry, revocable. The plaintext is
 //! returned once, at creation; the store keeps its SHA-256 only.
+//!
+//! A token's last use is kept to the minute (for the compliance report): authentication
+//! writes it only when the stored time is older than [`LAST_USE_RESOLUTION_MS`], so a busy
+//! token costs one write a minute, not one per request.
 
 use std::collections::BTreeMap;
 
@@ -13,6 +17,9 @@ use super::{ControlStore, on_pool};
 /// Longest lifetime a token may be given: one year, so a forgotten token still dies.
 pub const MAX_TOKEN_TTL_MS: i64 = 366 * 24 * 3600 * 1000;
 
+/// How stale a token's recorded last use may get before authentication rewrites it.
+pub const LAST_USE_RESOLUTION_MS: i64 = 60 * 1000;
+
 /// A token as listed: everything but the secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiTokenInfo {
@@ -24,6 +31,8 @@ pub struct ApiTokenInfo {
     pub created_at_ms: i64,
     pub expires_at_ms: i64,
     pub revoked_at_ms: Option<i64>,
+    /// When it last authenticated a request, to the minute; `None` if never.
+    pub last_used_at_ms: Option<i64>,
 }
 
 /// A freshly created token: the only time its plaintext exists outside the caller's hands.
@@ -42,10 +51,21 @@ type TokenRow = (
     i64,
     i64,
     Option<i64>,
+    Option<i64>,
 );
 
 fn info_from_row(r: TokenRow) -> Result<ApiTokenInfo> {
-    let (id, tenant, role, name, created_by, created_at_ms, expires_at_ms, revoked_at_ms) = r;
+    let (
+        id,
+        tenant,
+        role,
+        name,
+        created_by,
+        created_at_ms,
+        expires_at_ms,
+        revoked_at_ms,
+        last_used_at_ms,
+    ) = r;
     Ok(ApiTokenInfo {
         id,
         tenant: TenantId::new(tenant)?,
@@ -55,11 +75,12 @@ fn info_from_row(r: TokenRow) -> Result<ApiTokenInfo> {
         created_at_ms,
         expires_at_ms,
         revoked_at_ms,
+        last_used_at_ms,
     })
 }
 
-const TOKEN_COLUMNS: &str =
-    "id, tenant_id, role, name, created_by, created_at_ms, expires_at_ms, revoked_at_ms";
+const TOKEN_COLUMNS: &str = "id, tenant_id, role, name, created_by, created_at_ms, expires_at_ms, \
+                             revoked_at_ms, last_used_at_ms";
 
 impl ControlStore {
     /// Creates a token for `tenant` with `role`, valid for `ttl_ms` (at most a year).
@@ -100,6 +121,7 @@ impl ControlStore {
             created_at_ms: now,
             expires_at_ms: now + ttl_ms,
             revoked_at_ms: None,
+            last_used_at_ms: None,
         };
         on_pool!(self, |p| sqlx::query(
             "INSERT INTO api_tokens (id, token_hash, tenant_id, role, name, created_by, \
@@ -119,7 +141,8 @@ impl ControlStore {
         Ok(NewApiToken { token, info })
     }
 
-    /// The token a bearer secret names, if it exists, has not expired and is not revoked.
+    /// The token a bearer secret names, if it exists, has not expired and is not revoked;
+    /// records its use (see the module docs).
     pub async fn authenticate_api_token(&self, token: &str) -> Result<Option<ApiTokenInfo>> {
         if !token.starts_with(API_TOKEN_PREFIX) {
             return Ok(None);
@@ -128,13 +151,34 @@ impl ControlStore {
             "SELECT {TOKEN_COLUMNS} FROM api_tokens \
              WHERE token_hash = $1 AND expires_at_ms > $2 AND revoked_at_ms IS NULL"
         );
+        let now = self.now_ms();
         let row: Option<TokenRow> =
             on_pool!(self, |p| sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()))
                 .bind(token_hash(token))
-                .bind(self.now_ms())
+                .bind(now)
                 .fetch_optional(p)
                 .await?);
-        row.map(info_from_row).transpose()
+        let Some(mut info) = row.map(info_from_row).transpose()? else {
+            return Ok(None);
+        };
+        if info
+            .last_used_at_ms
+            .is_none_or(|t| t <= now - LAST_USE_RESOLUTION_MS)
+        {
+            // Compare-and-set: of concurrent requests on a stale token, one writes.
+            on_pool!(self, |p| sqlx::query(
+                "UPDATE api_tokens SET last_used_at_ms = $1 WHERE id = $2 \
+                 AND (last_used_at_ms IS NULL OR last_used_at_ms <= $3)"
+            )
+            .bind(now)
+            .bind(&info.id)
+            .bind(now - LAST_USE_RESOLUTION_MS)
+            .execute(p)
+            .await
+            .map(|_| ())?);
+            info.last_used_at_ms = Some(now);
+        }
+        Ok(Some(info))
     }
 
     /// The caller behind a bearer token: its one role in its one tenant, never a platform

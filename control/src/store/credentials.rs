@@ -282,8 +282,9 @@ impl ControlStore {
         Ok(n > 0)
     }
 
-    /// Re-wraps every tenant's data key under `new` in one transaction, then uses `new` from
-    /// here on; answers how many keys were re-wrapped. Credentials' ciphertexts are
+    /// Re-wraps every tenant's data key under `new` in one transaction (recording the
+    /// rotation in `master_key_rotations`), then uses `new` from here on; answers how many
+    /// keys were re-wrapped. Credentials' ciphertexts are
     /// untouched. Other control nodes must be restarted with the new key (they say so,
     /// naming both versions, until they are).
     pub async fn rotate_master_key(&self, new: MasterKey) -> Result<u64> {
@@ -324,6 +325,17 @@ impl ControlStore {
                 .await?;
                 count += 1;
             }
+            // In the same transaction: the compliance report's record of rotations.
+            sqlx::query(
+                "INSERT INTO master_key_rotations (from_version, to_version, rotated_at_ms, \
+                 data_keys_rewrapped) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(old.version())
+            .bind(new.version())
+            .bind(now)
+            .bind(count as i64)
+            .execute(&mut *tx)
+            .await?;
             count
         });
         self.set_master_key(new);

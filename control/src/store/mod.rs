@@ -11,11 +11,13 @@
 //! memberships), [`sessions`] (sign-in, throttling, CSRF), [`api_tokens`], [`credentials`],
 //! [`audit`] (the hash-chained audit log), [`jobs`] (sync jobs, schedules and leases),
 //! [`connectors`] (connector configurations and OAuth flows), [`desk`] (conflicts and dead
-//! letters awaiting a person), [`analytics`] (sync figures per connector).
+//! letters awaiting a person), [`analytics`] (sync figures per connector), [`compliance`] (the
+//! FTC Safeguards Rule report, read from all of the above).
 
 pub mod analytics;
 pub mod api_tokens;
 pub mod audit;
+pub mod compliance;
 pub mod connectors;
 pub mod credentials;
 pub mod desk;
@@ -32,7 +34,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::crypto::MasterKey;
 use crate::error::{ControlError, Result};
@@ -95,7 +99,24 @@ pub struct StoreSettings {
     /// The throttling window: 15 minutes. Once `login_max_failures` failures fall inside it,
     /// further attempts are refused until the oldest of them leaves it.
     pub login_window_ms: i64,
+    /// Connections in the store's pool; `None` takes the backend's default: 4 for a SQLite
+    /// file (one writer at a time anyway: with 8, more writers poll SQLite's lock from its
+    /// busy handler and the p99 of writes grew, `hub bench api`), 16 for PostgreSQL (it was
+    /// 8: 50 concurrent API clients queued for connections). An in-memory SQLite database
+    /// always has exactly one.
+    pub max_connections: Option<u32>,
+    /// SQLite only: every commit waits for the disk (`synchronous = FULL`, the default), or
+    /// only checkpoints do (`false`: `NORMAL`; in WAL mode the file still never corrupts, but
+    /// the last commits before a power cut or OS crash — not a crash of the hub — may be
+    /// lost). With FULL, commits are the SQLite ceiling under load: one fsync each, two per
+    /// audited change (`hub bench api --sqlite-synchronous normal` measures the difference).
+    pub sqlite_durable_commits: bool,
 }
+
+/// Default pool size for a SQLite file (see [`StoreSettings::max_connections`]).
+pub const SQLITE_MAX_CONNECTIONS: u32 = 4;
+/// Default pool size for PostgreSQL (see [`StoreSettings::max_connections`]).
+pub const POSTGRES_MAX_CONNECTIONS: u32 = 16;
 
 impl Default for StoreSettings {
     fn default() -> Self {
@@ -103,6 +124,8 @@ impl Default for StoreSettings {
             session_ttl_ms: 12 * 3600 * 1000,
             login_max_failures: 5,
             login_window_ms: 15 * 60 * 1000,
+            max_connections: None,
+            sqlite_durable_commits: true,
         }
     }
 }
@@ -170,6 +193,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "conflicts and dead letters desk",
                 include_str!("../../migrations/sqlite/0005_desk.sql"),
             ),
+            (
+                6,
+                "compliance",
+                include_str!("../../migrations/sqlite/0006_compliance.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -196,6 +224,11 @@ fn migrator(backend: Backend) -> Migrator {
                 5,
                 "conflicts and dead letters desk",
                 include_str!("../../migrations/postgres/0005_desk.sql"),
+            ),
+            (
+                6,
+                "compliance",
+                include_str!("../../migrations/postgres/0006_compliance.sql"),
             ),
         ],
     };
@@ -228,7 +261,7 @@ impl ControlStore {
         let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Pool::Postgres(
                 PgPoolOptions::new()
-                    .max_connections(8)
+                    .max_connections(settings.max_connections.unwrap_or(POSTGRES_MAX_CONNECTIONS))
                     .acquire_timeout(Duration::from_secs(30))
                     .connect(url)
                     .await?,
@@ -239,7 +272,12 @@ impl ControlStore {
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(10));
+                .busy_timeout(Duration::from_secs(10))
+                .synchronous(if settings.sqlite_durable_commits {
+                    SqliteSynchronous::Full
+                } else {
+                    SqliteSynchronous::Normal
+                });
             // An in-memory database lives as long as its one connection does.
             let pool_options = if in_memory {
                 SqlitePoolOptions::new()
@@ -247,7 +285,8 @@ impl ControlStore {
                     .idle_timeout(None)
                     .max_lifetime(None)
             } else {
-                SqlitePoolOptions::new().max_connections(4)
+                SqlitePoolOptions::new()
+                    .max_connections(settings.max_connections.unwrap_or(SQLITE_MAX_CONNECTIONS))
             };
             Pool::Sqlite(pool_options.connect_with(options).await?)
         } else {
