@@ -1,64 +1,56 @@
 //! # hub-control — the control plane
 //!
-//! Owns what the people and machines that run the hub talk to. Today:
+//! Owns what the people and machines that run the hub talk to:
 //! - [`observability`]: the node's health, readiness and Prometheus metrics;
-//! - [`store`]: the control-plane database (SQLite embedded, PostgreSQL shared), with its
-//!   migrations — tenants, users, memberships, platform admins, sessions, API tokens,
-//!   encrypted connector credentials, wrapped tenant data keys, sign-in attempts;
-//!   [`store::audit`], the append-only, hash-chained audit log (append, list, CSV/JSON export,
-//!   `verify_audit` naming every edited, deleted or truncated entry; `hub audit` in the
-//!   binary); [`store::jobs`], sync jobs and schedules (`claim_due` creates each scheduled
-//!   slot's job exactly once across nodes; start/heartbeat/finish under a lease that another
-//!   node takes over when it lapses; cancel; "sync now"); [`store::desk`], the conflicts and
-//!   dead-letters desk (rows the hub's feeder materializes from `<ns>.conflicts` and the DLQs,
-//!   idempotent by source offset; both sides of a conflict and a dead letter's original
-//!   record sealed with the tenant's data key; compare-and-set status changes so a conflict
-//!   is submitted and a dead letter replayed or discarded at most once);
-//!   node takes over when it lapses; cancel; "sync now"); [`store::connectors`], connector
-//!   configurations (vendor, endpoint, auth type, sync settings, mappings/filters/
-//!   transformations checked for shape, enabled flag driving the schedule, optimistic
-//!   version) and the OAuth2 flows' single-use, expiring `state` with its sealed PKCE verifier;
-//!   node takes over when it lapses; cancel; "sync now"); [`store::compliance`], the FTC
-//!   Safeguards Rule report of a tenant and period (access with roles and last use, credential
-//!   age and rotations, failed sign-ins, data exports, master-key rotations; `hub audit
-//!   compliance` in the binary). Pool sizes are [`StoreSettings::max_connections`], SQLite's
-//!   commit durability [`StoreSettings::sqlite_durable_commits`];
+//! - [`store`]: the control-plane database (SQLite embedded, PostgreSQL when several nodes
+//!   share it; migrations for both, every store test run on both) —
+//!   - tenants, users, memberships, platform admins, sessions, sign-in attempts, API tokens
+//!     (hashed, scoped, expiring, revocable, last use), encrypted connector credentials and
+//!     wrapped tenant data keys;
+//!   - [`store::connectors`]: connector configurations (vendor, endpoint, auth type, sync
+//!     settings, mappings/filters/transformations checked for shape, enabled flag driving the
+//!     schedule, optimistic version) and the OAuth2 flows' single-use, expiring `state` with
+//!     its sealed PKCE verifier;
+//!   - [`store::jobs`]: sync jobs and schedules (`claim_due` creates each scheduled slot's job
+//!     exactly once across nodes; start/heartbeat/finish under a lease another node takes over
+//!     when it lapses; cancel; "sync now");
+//!   - [`store::desk`]: conflicts and dead letters awaiting a person (materialized by the
+//!     hub's feeder, idempotent by source offset, personal data sealed with the tenant key,
+//!     compare-and-set status changes);
+//!   - [`store::audit`]: the append-only, hash-chained audit log (list, CSV/JSON export,
+//!     `verify_audit` naming every edited, deleted or truncated entry; `hub audit`);
+//!   - [`store::compliance`]: the FTC Safeguards Rule report of a tenant and period;
+//!   - [`store::analytics`]: success rate, sync time, records per hour, validation failures
+//!     by field, conflict rate, per connector over a range;
+//! - [`scheduler`]: the loop each node runs — claims due slots, starts runnable jobs under
+//!   leases on its [`scheduler::JobRunner`], heartbeats their progress, honours cancellation,
+//!   lets go when taken over — publishing [`events::SyncEvent`]s on an [`events::EventBus`];
+//! - [`events`]: the live sync events and their bus (in-process here; the hub's relays them
+//!   through Kafka so every node sees every node's jobs);
 //! - [`masking`]: masks personal data (e-mail addresses, phones, names, addresses, identity
 //!   and credit details) in JSON before it is kept where it should not be in clear;
-//! - [`auth`]: roles (`viewer` < `operator` < `admin` < `owner`), the [`auth::Caller`] and
-//!   its one access rule (another tenant's object is 404, too low a role is 403), argon2id
+//! - [`auth`]: roles (`viewer` < `operator` < `admin` < `owner`), the [`auth::Caller`] and its
+//!   one access rule (another tenant's object is 404, too low a role is 403), argon2id
 //!   passwords, random bearer tokens kept only as SHA-256, the session cookie's attributes;
 //! - [`crypto`]: AES-256-GCM envelope encryption — a data key per tenant, wrapped by the
-//!   master key from `HUB_MASTER_KEY` / `HUB_MASTER_KEY_FILE`, re-wrappable on rotation;
+//!   master key from `HUB_MASTER_KEY` / `HUB_MASTER_KEY_FILE`, re-wrapped on rotation
+//!   (`hub control rotate-key`);
 //! - [`secret::Secret`]: the wrapper that keeps secrets out of `Debug`, logs and JSON;
-//! - [`api`]: the REST API under `/api/v1` (first slice) — sign-in/out and `me`, tenants,
-//!   members, API tokens, write-only credentials, audit list and export, sync jobs ("sync
-//!   now", cancel), schedules; the conflicts and dead-letters desk (list and filter
-//!   conflicts, both sides field by field, resolve one or many per field; list, inspect,
-//!   replay — one, a filter's or all — and discard dead letters), whose actions enter the
-//!   pipeline through the [`api::PipelineGateway`] the node hands in (501 without one);
-//!   members, API tokens, connector configurations (CRUD, enable/disable, "test
-//!   connection"), write-only credentials of configured connectors, the OAuth2
-//!   authorization-code flow with `state` and PKCE (start, public callback), audit list and
-//!   export, sync jobs ("sync now", cancel), schedules; the vendor-side calls behind the
-//!   [`api::ConnectorCheck`] trait, which the hub binary implements (501 without one);
-//!   bearer tokens or session cookie plus CSRF header; one error
-//!   shape; every route registered with what it needs, walked by the authorization-matrix
-//!   test (every endpoint × every caller × own/other tenant); the OpenAPI 3.1 document,
-//!   generated from the handlers with `utoipa` and served at `GET /api/v1/openapi.json`
-//!   ([`api::openapi`]), tested to list exactly the registered endpoints; the compliance
-//!   report (`GET /api/v1/tenants/{tenant}/compliance-report`, admin, audited). `hub bench
-//!   api` measures the API under load (50 clients: p50/p99 per endpoint group).
+//! - [`api`]: the REST API under `/api/v1` — sign-in/out and `me`; tenants, members, API
+//!   tokens; connector configurations (CRUD, enable/disable, "test connection") with
+//!   write-only credentials and the OAuth2 authorization-code flow (state + PKCE); sync jobs
+//!   ("sync now", cancel) and schedules; the conflicts and dead-letters desk (resolve one or
+//!   many per field; replay one, a filter's or all; discard); audit list and export; the
+//!   compliance report; analytics; the live feed `GET /api/v1/ws/sync-monitor` (WebSocket).
+//!   Bearer tokens, or the session cookie plus CSRF header; one error shape; every route
+//!   registered with what it needs and walked by the authorization-matrix test; the OpenAPI
+//!   3.1 document generated with `utoipa` at `GET /api/v1/openapi.json`. Vendor calls
+//!   ([`api::ConnectorCheck`]) and pipeline actions ([`api::PipelineGateway`]) are traits the
+//!   hub binary implements (501 without one). `hub bench api` measures it under load.
 //!
-//! Still to come from the control-plane issue (5): mounting the API in the node (it has no
-//! control store yet), the rest of the API (conflicts and dead
-//! letters, compliance report, analytics, the
-//! `/api/v1/ws/sync-monitor` WebSocket), the scheduler loop that drives
-//! `claim_due`/`start_job` on each node, rate limits and vendor API budgets.
-//!
-//! Depends on: sqlx, argon2, aes-gcm, metrics-exporter-prometheus, axum, utoipa. Must not know about:
-//! Kafka loops, vendors, mappings (the desk's records arrive as plain structs from the hub's
-//! feeder, and its actions leave through [`api::PipelineGateway`], implemented in the hub).
+//! Depends on: sqlx, argon2, aes-gcm, metrics-exporter-prometheus, axum, utoipa. Must not know
+//! about: Kafka loops, vendors, mappings (the desk's records arrive as plain structs from the
+//! hub's feeder, jobs run on a runner the hub hands in, and events leave through its bus).
 
 // The API is new code: keep every public item of it documented.
 #[warn(missing_docs)]
