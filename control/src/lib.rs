@@ -9,7 +9,9 @@
 //!   `verify_audit` naming every edited, deleted or truncated entry; `hub audit` in the
 //!   binary); [`store::jobs`], sync jobs and schedules (`claim_due` creates each scheduled
 //!   slot's job exactly once across nodes; start/heartbeat/finish under a lease that another
-//!   node takes over when it lapses; cancel; "sync now");
+//!   node takes over when it lapses; cancel; "sync now"); [`store::usage`], vendor API calls
+//!   per tenant, connector and UTC day, summed over the nodes by upsert, with the limits in
+//!   force and the vendor's own last count (Salesforce's `Sforce-Limit-Info`), which wins;
 //! - [`masking`]: masks personal data (e-mail addresses, phones, names, addresses, identity
 //!   and credit details) in JSON before it is kept where it should not be in clear;
 //! - [`auth`]: roles (`viewer` < `operator` < `admin` < `owner`), the [`auth::Caller`] and
@@ -24,16 +26,25 @@
 //!   shape; every route registered with what it needs, walked by the authorization-matrix
 //!   test (every endpoint × every caller × own/other tenant); the OpenAPI 3.1 document,
 //!   generated from the handlers with `utoipa` and served at `GET /api/v1/openapi.json`
-//!   ([`api::openapi`]), tested to list exactly the registered endpoints.
+//!   ([`api::openapi`]), tested to list exactly the registered endpoints; per-tenant request
+//!   limits (keyed `governor` limiters — by the path's tenant, by the caller elsewhere —
+//!   applied by the guard after the access check, `429 rate_limited` with `Retry-After`,
+//!   sized by [`api::ApiConfig`], documented on every authenticated operation); and
+//!   `GET /tenants/{tenant}/api-usage` (viewer): per connector the vendor, the daily and
+//!   per-window limits, today's use and remaining budget, the low-budget warning flag and the
+//!   daily history.
 //!
 //! Still to come from the control-plane issue (5): mounting the API in the node (it has no
 //! control store yet), the rest of the API (connector configuration CRUD and "test
 //! connection", OAuth2 authorization-code flows with state and PKCE, conflicts and dead
 //! letters, compliance report, analytics, the
 //! `/api/v1/ws/sync-monitor` WebSocket), the scheduler loop that drives
-//! `claim_due`/`start_job` on each node, rate limits and vendor API budgets.
+//! `claim_due`/`start_job` on each node. Vendor API budgets are counted in
+//! `hub_connectors::usage` and flushed here by the node (`hub/src/usage.rs`); the API does
+//! not yet refuse work when a budget is spent — the connectors' budget guard does.
 //!
-//! Depends on: sqlx, argon2, aes-gcm, metrics-exporter-prometheus, axum, utoipa. Must not know about:
+//! Depends on: sqlx, argon2, aes-gcm, metrics-exporter-prometheus, axum, utoipa, governor,
+//! chrono. Must not know about:
 //! Kafka loops, vendors, mappings.
 
 // The API is new code: keep every public item of it documented.

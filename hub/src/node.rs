@@ -99,9 +99,16 @@ impl Node {
             .context("opening the control store (HUB_CONTROL_STORE)")?;
             control_router = control_router.merge(hub_control::api::router(
                 store,
-                hub_control::api::ApiConfig { tls: false },
+                hub_control::api::ApiConfig {
+                    tls: false,
+                    ..Default::default()
+                },
             ));
             info!("control API at /api/v1");
+        }
+        // Vendor API usage of this node's connectors, added up in the control store.
+        if let Ok(url) = std::env::var("HUB_CONTROL_STORE") {
+            tasks.push(crate::usage::spawn_flusher(url, shutdown_rx.clone()));
         }
         let registry_url = if embedded {
             format!("http://{control_addr}")

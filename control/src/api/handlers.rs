@@ -36,7 +36,8 @@ const DEFAULT_TOKEN_TTL_MS: i64 = 90 * 24 * 3600 * 1000;
 pub(super) fn register(r: Routes) -> Routes {
     use Need::{Authenticated, Platform, Public, Tenant as T};
     use Role::{Admin, Operator, Viewer};
-    r.add(Verb::Post, "/auth/login", Public, login)
+    super::usage::register(r)
+        .add(Verb::Post, "/auth/login", Public, login)
         .add(Verb::Post, "/auth/logout", Authenticated, logout)
         .add(Verb::Get, "/me", Authenticated, me)
         .add(Verb::Get, "/tenants", Platform, list_tenants)
@@ -174,10 +175,11 @@ pub(super) fn register(r: Routes) -> Routes {
         sync_now,
         get_schedule,
         put_schedule,
+        super::usage::api_usage,
         openapi_json,
     ),
     components(schemas(ErrorBody, ErrorDetail)),
-    modifiers(&SecuritySchemes)
+    modifiers(&SecuritySchemes, &RateLimited)
 )]
 pub(super) struct ApiDoc;
 
@@ -199,6 +201,45 @@ impl Modify for SecuritySchemes {
                  non-GET requests also need the `x-csrf-token` header",
             ))),
         );
+    }
+}
+
+/// Every authenticated operation may answer `429 rate_limited` (the guard's per-tenant and
+/// per-caller limits): added here once rather than on each handler, so none can miss it.
+struct RateLimited;
+
+impl Modify for RateLimited {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        for item in doc.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if op.security.is_none() || op.responses.responses.contains_key("429") {
+                    continue;
+                }
+                let response = ResponseBuilder::new()
+                    .description(
+                        "Too many requests for this tenant (or caller); retry after \
+                         `Retry-After` seconds",
+                    )
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build();
+                op.responses.responses.insert("429".into(), response.into());
+            }
+        }
     }
 }
 

@@ -18,6 +18,10 @@
 //! the change stands unaudited and the caller gets an error (the store has no transaction
 //! spanning both yet).
 //!
+//! The guard also applies the request limits ([`ApiConfig`]'s `tenant_*` keyed by the path's
+//! tenant, `caller_*` keyed by the caller elsewhere), after the access check: `429
+//! rate_limited` with `Retry-After`.
+//!
 //! Errors take one shape everywhere ([`error::ApiError`], whose body is [`error::ErrorBody`]).
 //!
 //! The OpenAPI 3.1 document ([`openapi`]) is generated from the code with `utoipa`: each
@@ -31,6 +35,8 @@
 pub mod auth;
 pub mod error;
 mod handlers;
+mod throttle;
+mod usage;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -52,11 +58,33 @@ pub const PREFIX: &str = "/api/v1";
 /// Largest request body accepted: 64 KiB (credentials, schedules and members are small).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// How the API is served.
-#[derive(Debug, Clone, Default)]
+/// How the API is served. Construct with `..Default::default()` for the fields you leave.
+#[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// Served over TLS: the session cookie is then `Secure` and `__Host-` prefixed.
     pub tls: bool,
+    /// Requests per second one tenant's endpoints accept, sustained, summed over its callers
+    /// (per control node). Default 50: a console and a few scripts never meet it.
+    pub tenant_requests_per_s: u32,
+    /// Requests a tenant may send at once above the sustained rate. Default 1000.
+    pub tenant_burst: u32,
+    /// Requests per second one caller may make to endpoints without a tenant (`/me`,
+    /// `/tenants`, sign-out). Default 50.
+    pub caller_requests_per_s: u32,
+    /// Requests a caller may send at once there. Default 1000.
+    pub caller_burst: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            tls: false,
+            tenant_requests_per_s: 50,
+            tenant_burst: 1000,
+            caller_requests_per_s: 50,
+            caller_burst: 1000,
+        }
+    }
 }
 
 /// What an endpoint needs from its caller.
@@ -128,6 +156,8 @@ pub struct ApiState {
     pub store: ControlStore,
     /// How the API is served.
     pub config: ApiConfig,
+    /// The per-tenant and per-caller request limits, built from `config`.
+    throttle: std::sync::Arc<throttle::ApiThrottle>,
 }
 
 /// The router-plus-registry builder: the only way a route gets into the API.
@@ -175,7 +205,11 @@ pub struct Api {
 
 /// Builds the API over `store`.
 pub fn api(store: ControlStore, config: ApiConfig) -> Api {
-    let state = ApiState { store, config };
+    let state = ApiState {
+        store,
+        throttle: std::sync::Arc::new(throttle::ApiThrottle::new(&config)),
+        config,
+    };
     let routes = handlers::register(Routes::new(state.clone()));
     let inner = routes
         .router
@@ -238,11 +272,18 @@ async fn admit(state: &ApiState, need: Need, req: Request) -> Result<Request, Ap
     let (mut parts, body) = req.into_parts();
     let authed = auth::authenticate(state, &parts).await?;
     match need {
-        Need::Public | Need::Authenticated => {}
+        Need::Public | Need::Authenticated => {
+            state
+                .throttle
+                .admit(throttle::Key::Caller(authed.actor()))?;
+        }
         Need::Platform => {
             if !authed.caller.platform_admin {
                 return Err(ApiError::forbidden("this needs a platform admin"));
             }
+            state
+                .throttle
+                .admit(throttle::Key::Caller(authed.actor()))?;
         }
         Need::Tenant(role) => {
             let tenant = tenant_in_path(&mut parts).await?;
@@ -260,6 +301,9 @@ async fn admit(state: &ApiState, need: Need, req: Request) -> Result<Request, Ap
             if authed.caller.platform_admin && state.store.get_tenant(&tenant).await?.is_none() {
                 return Err(ApiError::not_found("the tenant"));
             }
+            state
+                .throttle
+                .admit(throttle::Key::Tenant(tenant.as_str()))?;
         }
     }
     parts.extensions.insert(authed);

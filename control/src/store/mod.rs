@@ -9,7 +9,8 @@
 //!
 //! Every operation is a method here, grouped by subject: [`identity`] (tenants, users,
 //! memberships), [`sessions`] (sign-in, throttling, CSRF), [`api_tokens`], [`credentials`],
-//! [`audit`] (the hash-chained audit log), [`jobs`] (sync jobs, schedules and leases).
+//! [`audit`] (the hash-chained audit log), [`jobs`] (sync jobs, schedules and leases),
+//! [`usage`] (vendor API calls per tenant, connector and day, summed over the nodes).
 
 pub mod api_tokens;
 pub mod audit;
@@ -17,6 +18,7 @@ pub mod credentials;
 pub mod identity;
 pub mod jobs;
 pub mod sessions;
+pub mod usage;
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -155,6 +157,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "sync jobs and schedules",
                 include_str!("../../migrations/sqlite/0003_sync_jobs.sql"),
             ),
+            (
+                7,
+                "vendor API usage",
+                include_str!("../../migrations/sqlite/0007_api_usage.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -171,6 +178,11 @@ fn migrator(backend: Backend) -> Migrator {
                 3,
                 "sync jobs and schedules",
                 include_str!("../../migrations/postgres/0003_sync_jobs.sql"),
+            ),
+            (
+                7,
+                "vendor API usage",
+                include_str!("../../migrations/postgres/0007_api_usage.sql"),
             ),
         ],
     };
