@@ -1,24 +1,30 @@
 //! Clients from plain settings: what a topology's `api:` section says, without this crate
 //! knowing the topology. Ingest's pollers and webhook reads and the vendor sinks build their
 //! clients here, and every client of one vendor account in the process waits on the same
-//! limiter, since the vendor counts the account's calls together.
+//! limiter, since the vendor counts the account's calls together. Every client of one
+//! tenant's connector also shares that connector's [`crate::usage::ApiUsage`], which counts
+//! its calls against the vendor's published daily and per-window limits (or the `api:`
+//! section's overrides).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::error::{ErrorClass, VendorError};
-use crate::http::{MetricsMeter, RetryPolicy, Secret, SharedLimiter};
+use crate::http::{MetricsMeter, RetryPolicy, Secret, SharedLimiter, VendorHttp};
 use crate::hubspot::auth::HubSpotAuth;
 use crate::hubspot::client::{HubSpotClient, HubSpotClientConfig};
 use crate::salesforce::auth::{
     JwtBearer, JwtSigner, Rs256Signer, SalesforceAuth, Session, UnverifiedSandboxSigner,
 };
 use crate::salesforce::client::{SalesforceClient, SalesforceClientConfig};
+use crate::usage::{self, UsageLimits};
 
 /// One connection's API settings.
 #[derive(Debug, Clone, Default)]
 pub struct ApiSettings {
+    /// The tenant the connector belongs to: the `tenant` label, and half the usage key.
+    pub tenant_id: String,
     /// The connector's id: the `connector` label of the API-call metrics.
     pub connector_id: String,
     pub base_url: String,
@@ -34,6 +40,38 @@ pub struct ApiSettings {
     /// The share of the vendor's limits the hub may use (default 0.9: the rest is left to
     /// the dealer's other tools).
     pub headroom: Option<f64>,
+    /// Requests per UTC day the account may make; default [`usage::published_limits`].
+    pub daily_limit: Option<u64>,
+    /// Warn below this percentage of the daily limit left; default 20.
+    pub budget_warn_percent: Option<u8>,
+}
+
+impl ApiSettings {
+    /// The limits this connector's calls are counted against: the vendor's published ones,
+    /// overridden by the settings.
+    pub fn usage_limits(&self, vendor: &str) -> UsageLimits {
+        let mut l = usage::published_limits(vendor);
+        if let Some(d) = self.daily_limit {
+            l.daily_limit = d;
+        }
+        if let Some(n) = self.requests_per_10s {
+            l.per_10s = Some(u64::from(n));
+        }
+        if let Some(p) = self.budget_warn_percent {
+            l.warn_percent = p.clamp(1, 99);
+        }
+        l
+    }
+
+    fn attach_usage(&self, http: &VendorHttp) {
+        let vendor = http.vendor();
+        http.attach_usage(usage::connector_usage(
+            &self.tenant_id,
+            &self.connector_id,
+            vendor,
+            self.usage_limits(vendor),
+        ));
+    }
 }
 
 /// One limiter per vendor account in this process, whoever calls it (a poller, a webhook's
@@ -92,6 +130,7 @@ pub fn hubspot(s: &ApiSettings) -> Result<HubSpotClient, VendorError> {
         Arc::new(MetricsMeter),
         RetryPolicy::default(),
     )?;
+    s.attach_usage(&http);
     Ok(HubSpotClient::new(
         &config,
         http,
@@ -124,6 +163,7 @@ pub fn salesforce(s: &ApiSettings) -> Result<SalesforceClient, VendorError> {
         Arc::new(MetricsMeter),
         RetryPolicy::default(),
     )?;
+    s.attach_usage(&http);
     let auth = match (&s.token, &s.jwt) {
         (Some(token), _) => SalesforceAuth::Static(Session {
             access_token: Secret::new(token.clone()),
@@ -161,4 +201,52 @@ pub fn salesforce(s: &ApiSettings) -> Result<SalesforceClient, VendorError> {
         }
     };
     Ok(SalesforceClient::new(&config, http, auth))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_limits_are_the_vendors_published_ones_unless_the_api_section_says_otherwise() {
+        let plain = ApiSettings::default();
+        assert_eq!(
+            plain.usage_limits("salesforce"),
+            usage::published_limits("salesforce")
+        );
+        let set = ApiSettings {
+            daily_limit: Some(115_000),
+            requests_per_10s: Some(190),
+            budget_warn_percent: Some(10),
+            ..Default::default()
+        };
+        assert_eq!(
+            set.usage_limits("hubspot"),
+            UsageLimits {
+                daily_limit: 115_000,
+                per_10s: Some(190),
+                warn_percent: 10,
+            }
+        );
+    }
+
+    #[test]
+    fn every_client_of_a_connector_shares_its_usage_and_counts_under_its_tenant() {
+        let s = ApiSettings {
+            tenant_id: "lakeside-auto".into(),
+            connector_id: "hs-build-test".into(),
+            base_url: "http://127.0.0.1:9".into(),
+            token: Some("pat-test".into()),
+            ..Default::default()
+        };
+        let a = hubspot(&s).expect("client");
+        let b = hubspot(&s).expect("client");
+        let (ua, ub) = (
+            a.http().usage().expect("usage"),
+            b.http().usage().expect("usage"),
+        );
+        assert!(Arc::ptr_eq(ua, ub));
+        assert_eq!(ua.tenant, "lakeside-auto");
+        assert_eq!(ua.limits().per_10s, Some(100));
+    }
 }

@@ -15,12 +15,16 @@
 //! | `RateLimited` | the same, unless the wait exceeds [`RetryPolicy::max_wait`] (Salesforce's daily allocation: §2.8, no `Retry-After`, our hint is 15 min) — then it returns at once, so a scheduler backs off instead of a hot loop |
 //! | `Permanent` | returns the vendor's code and message |
 //!
-//! Every attempt is reported to an [`ApiMeter`] (vendor, connector, endpoint class, status,
-//! latency) and counted in `hub_vendor_api_calls_total{vendor,connector,endpoint,status}`, so
-//! the control plane can track cost and budgets. The budget a vendor reports in its headers
-//! (`Sforce-Limit-Info`, `X-HubSpot-RateLimit-*`) is kept as the last [`Budget`] seen; when it
-//! says nothing is left, calls are refused locally (without spending a request) until the
-//! observation is older than [`RetryPolicy::budget_fresh_for`].
+//! Every attempt is reported to an [`ApiMeter`] (tenant, vendor, connector, endpoint class,
+//! status, latency) and counted in
+//! `hub_vendor_api_calls_total{tenant,vendor,connector,endpoint,status}`; a client with an
+//! attached [`crate::usage::ApiUsage`] also counts each call that reached the vendor against
+//! the connector's daily and per-window limits, so the control plane can track cost and
+//! budgets. The budget a vendor reports in its headers (`Sforce-Limit-Info`,
+//! `X-HubSpot-RateLimit-*`) is kept as the last [`Budget`] seen (and handed to the usage as
+//! the authoritative daily count); when it says nothing is left, calls are refused locally
+//! (without spending a request) until the observation is older than
+//! [`RetryPolicy::budget_fresh_for`].
 //!
 //! No URL query, body or token is logged: URLs can hold SOQL with names in it, bodies hold
 //! personal data, and tokens are secrets ([`Secret`] never prints its value).
@@ -64,19 +68,21 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Vendor HTTP requests. Labels: vendor, connector, endpoint (a fixed class per call kind),
-/// status (HTTP status, or `transport_error`). To be listed with the hub's other metrics in
-/// `topology::metrics` when a node first runs a connector.
+/// Vendor HTTP requests. Labels: tenant (`unknown` for a client built without one), vendor,
+/// connector, endpoint (a fixed class per call kind), status (HTTP status, or
+/// `transport_error`). Listed with the hub's other metrics in `topology::metrics`.
 pub const VENDOR_API_CALLS_TOTAL: &str = "hub_vendor_api_calls_total";
 /// Latency of one vendor request. Labels: vendor, connector, endpoint.
 pub const VENDOR_API_CALL_SECONDS: &str = "hub_vendor_api_call_duration_seconds";
-/// The allowance the vendor last reported (Salesforce daily requests, HubSpot daily
-/// requests for private apps). Labels: vendor, connector.
+/// What is left of a connector's budget. Labels: tenant, connector, window (`day`, `10s`);
+/// see [`crate::usage`].
 pub const VENDOR_API_BUDGET_REMAINING: &str = "hub_vendor_api_budget_remaining";
 
 /// What a client reports about one vendor call (one HTTP attempt, retries included).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiCall {
+    /// The tenant whose connector made the call (`unknown` when the client has none).
+    pub tenant: String,
     pub vendor: &'static str,
     pub connector: String,
     /// A small fixed set per vendor (`query`, `search`, `batch_upsert`, `oauth_token`, …);
@@ -105,6 +111,7 @@ impl ApiMeter for MetricsMeter {
         };
         metrics::counter!(
             VENDOR_API_CALLS_TOTAL,
+            "tenant" => call.tenant.clone(),
             "vendor" => call.vendor,
             "connector" => call.connector.clone(),
             "endpoint" => call.endpoint,
@@ -377,6 +384,8 @@ struct Inner {
     meter: Arc<dyn ApiMeter>,
     retry: RetryPolicy,
     budget: Mutex<Option<(Budget, Instant)>>,
+    /// The connector's usage counter, attached once by `build`.
+    usage: std::sync::OnceLock<Arc<crate::usage::ApiUsage>>,
 }
 
 impl fmt::Debug for VendorHttp {
@@ -441,12 +450,23 @@ impl VendorHttp {
                 meter,
                 retry,
                 budget: Mutex::new(None),
+                usage: std::sync::OnceLock::new(),
             }),
         })
     }
 
     pub fn vendor(&self) -> &'static str {
         self.inner.profile.vendor
+    }
+
+    /// Counts this client's calls in `usage` from now on (its first attachment stays).
+    pub fn attach_usage(&self, usage: Arc<crate::usage::ApiUsage>) {
+        let _ = self.inner.usage.set(usage);
+    }
+
+    /// The connector's usage counter, if one is attached.
+    pub fn usage(&self) -> Option<&Arc<crate::usage::ApiUsage>> {
+        self.inner.usage.get()
     }
 
     /// The allowance the vendor last reported, if any.
@@ -522,7 +542,17 @@ impl VendorHttp {
                 Ok(r) => r.status,
                 Err((s, _)) => *s,
             };
+            let usage = inner.usage.get();
+            // A call that reached the vendor counts against the allocation whatever its
+            // status; OAuth token requests (no bucket) do not (§2.8).
+            if status != 0
+                && request.bucket != Bucket::None
+                && let Some(u) = usage
+            {
+                u.record_call();
+            }
             inner.meter.record(&ApiCall {
+                tenant: usage.map_or_else(|| "unknown".to_owned(), |u| u.tenant.clone()),
                 vendor,
                 connector: inner.connector.clone(),
                 endpoint: request.endpoint,
@@ -573,12 +603,16 @@ impl VendorHttp {
 
     fn observe_budget(&self, b: Budget) {
         *lock(&self.inner.budget) = Some((b, Instant::now()));
-        metrics::gauge!(
-            VENDOR_API_BUDGET_REMAINING,
-            "vendor" => self.inner.profile.vendor,
-            "connector" => self.inner.connector.clone(),
-        )
-        .set(b.remaining as f64);
+        match self.inner.usage.get() {
+            Some(u) => u.observe_vendor(b.max.saturating_sub(b.remaining), b.max),
+            None => metrics::gauge!(
+                VENDOR_API_BUDGET_REMAINING,
+                "tenant" => "unknown",
+                "connector" => self.inner.connector.clone(),
+                "window" => "day",
+            )
+            .set(b.remaining as f64),
+        }
     }
 
     fn budget_exhausted(&self) -> bool {
@@ -636,6 +670,7 @@ mod tests {
         let snapshotter = recorder.snapshotter();
         metrics::with_local_recorder(&recorder, || {
             let call = ApiCall {
+                tenant: "lakeside-auto".into(),
                 vendor: "hubspot",
                 connector: "dealer-1-hubspot".into(),
                 endpoint: "search",
@@ -671,7 +706,10 @@ mod tests {
             .find(|(k, ..)| k.key().name() == VENDOR_API_CALLS_TOTAL)
             .map(|(k, ..)| k.key().labels().map(|l| l.key().to_owned()).collect())
             .unwrap_or_default();
-        assert_eq!(labels, ["vendor", "connector", "endpoint", "status"]);
+        assert_eq!(
+            labels,
+            ["tenant", "vendor", "connector", "endpoint", "status"]
+        );
         assert!(
             snapshot
                 .iter()

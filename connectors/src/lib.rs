@@ -10,7 +10,9 @@
 //! Shared by every vendor: [`http`] — the one HTTP path (a `reqwest` client, the shared
 //! `governor` rate limiter configured from the vendor's published limits, `backon` retries
 //! honouring `Retry-After`, refresh-once on auth errors, the budget guard, and API call
-//! accounting through [`http::ApiMeter`] and `hub_vendor_api_calls_total`); [`oauth`] —
+//! accounting through [`http::ApiMeter`] and `hub_vendor_api_calls_total`); [`usage`] — each
+//! tenant's and connector's calls against the vendor's daily and per-window limits, with the
+//! low-budget warning; [`oauth`] —
 //! `state`, PKCE and the in-memory token cell; [`error`] — the one error classification every
 //! connector reports in (transient / auth / rate-limited / permanent, §1.2); the hub's own
 //! generic webhook contract ([`generic`]); and the vendor time formats ingest and transform
@@ -29,3 +31,4 @@ pub mod hubspot;
 pub mod oauth;
 pub mod salesforce;
 pub mod timefmt;
+pub mod usage;

@@ -22,6 +22,8 @@
 //!   - [`store::compliance`]: the FTC Safeguards Rule report of a tenant and period;
 //!   - [`store::analytics`]: success rate, sync time, records per hour, validation failures
 //!     by field, conflict rate, per connector over a range;
+//!   - [`store::usage`]: vendor API calls per tenant, connector and UTC day, added up over
+//!     the nodes (each flushes its counts), against the vendor's published limits;
 //! - [`scheduler`]: the loop each node runs — claims due slots, starts runnable jobs under
 //!   leases on its [`scheduler::JobRunner`], heartbeats their progress, honours cancellation,
 //!   lets go when taken over — publishing [`events::SyncEvent`]s on an [`events::EventBus`];
@@ -41,7 +43,9 @@
 //!   write-only credentials and the OAuth2 authorization-code flow (state + PKCE); sync jobs
 //!   ("sync now", cancel) and schedules; the conflicts and dead-letters desk (resolve one or
 //!   many per field; replay one, a filter's or all; discard); audit list and export; the
-//!   compliance report; analytics; the live feed `GET /api/v1/ws/sync-monitor` (WebSocket).
+//!   compliance report; analytics; vendor API usage and budgets; the live feed
+//!   `GET /api/v1/ws/sync-monitor` (WebSocket). Per-tenant request limits (429 with
+//!   `Retry-After`) apply after the access check.
 //!   Bearer tokens, or the session cookie plus CSRF header; one error shape; every route
 //!   registered with what it needs and walked by the authorization-matrix test; the OpenAPI
 //!   3.1 document generated with `utoipa` at `GET /api/v1/openapi.json`. Vendor calls

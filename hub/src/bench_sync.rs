@@ -581,6 +581,8 @@ pub fn salesforce_api(sf: &SalesforceSandbox, poll_ms: u64) -> ConnectorApi {
         poll_ms,
         poll: vec!["Contact".into()],
         requests_per_10s: None,
+        daily_limit: None,
+        budget_warn_percent: None,
         headroom: None,
         public_url: None,
     }
@@ -596,6 +598,8 @@ pub fn hubspot_api(hs: &HubSpotSandbox, poll_ms: u64) -> ConnectorApi {
         poll_ms,
         poll: vec!["contacts".into()],
         requests_per_10s: None,
+        daily_limit: None,
+        budget_warn_percent: None,
         headroom: None,
         public_url: None,
     }

@@ -18,6 +18,7 @@ mod jobs;
 mod mapping_cmd;
 mod node;
 mod sandbox_cmd;
+mod usage;
 
 /// glibc malloc/free were a third of the transform stages' CPU under load (perf, `hub bench`).
 #[global_allocator]

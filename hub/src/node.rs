@@ -149,7 +149,10 @@ impl Node {
             // "Test connection" and the OAuth2 code exchange call vendors through the hub.
             let state = hub_control::api::ApiState::new(
                 store.clone(),
-                hub_control::api::ApiConfig { tls: false },
+                hub_control::api::ApiConfig {
+                    tls: false,
+                    ..Default::default()
+                },
             )
             .with_events(events.clone())
             .with_gateway(Arc::new(gateway))
@@ -157,6 +160,10 @@ impl Node {
             control_router = control_router.merge(state.into_api().router);
             info!("control API at /api/v1");
             control_plane = Some((store, events));
+        }
+        // Vendor API usage of this node's connectors, added up in the control store.
+        if let Ok(url) = std::env::var("HUB_CONTROL_STORE") {
+            tasks.push(crate::usage::spawn_flusher(url, shutdown_rx.clone()));
         }
         let registry_url = if embedded {
             format!("http://{control_addr}")

@@ -2,7 +2,8 @@
 //! `{"error": {"code": "...", "message": "...", "field": "..."}}` (`field` only when one is
 //! concerned). Codes are stable; messages are sentences a dealership's integration admin can
 //! act on. `5xx` answers mean "nothing was lost on your side, send it again"; a `4xx` means
-//! "this request will never be accepted as it is".
+//! "this request will never be accepted as it is" — except `429 rate_limited`, which means
+//! "send it again after `Retry-After` seconds".
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -94,6 +95,11 @@ pub enum IngestError {
     /// and the vendor retries the delivery.
     #[error("the hub could not fetch the changed records from the vendor; retry later")]
     VendorUnavailable(String),
+    /// The tenant sent more than its `limits.ingest_per_s` (plus burst): nothing was read.
+    #[error(
+        "this tenant is sending faster than its ingest limit allows; nothing was stored, retry after the Retry-After seconds"
+    )]
+    Throttled { retry_after_secs: u32 },
 }
 
 impl IngestError {
@@ -123,6 +129,7 @@ impl IngestError {
             } => StatusCode::UNAUTHORIZED,
             VendorDelivery { .. } => StatusCode::BAD_REQUEST,
             SchemaRegistry(_) | Encoding(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -154,6 +161,7 @@ impl IngestError {
             BrokerUnavailable(_) => "broker_unavailable",
             VendorDelivery { code, .. } => code,
             VendorUnavailable(_) => "vendor_unavailable",
+            Throttled { .. } => "rate_limited",
         }
     }
 
@@ -176,6 +184,9 @@ impl IngestError {
 
     /// Whether the sender should simply try again later (and is told when).
     pub fn retry_after_secs(&self) -> Option<u32> {
+        if let IngestError::Throttled { retry_after_secs } = self {
+            return Some(*retry_after_secs);
+        }
         matches!(
             self,
             IngestError::RegistryUnavailable(_)

@@ -198,8 +198,12 @@ async fn handle(
     )
     .map_err(IngestError::Signature)?;
 
-    // Per-tenant rate limiting belongs here: after the signature (so unsigned traffic cannot
-    // spend a tenant's budget) and before any parsing or publishing.
+    // After the signature (so unsigned traffic cannot spend a tenant's budget) and before
+    // any parsing or publishing.
+    state
+        .throttle
+        .admit(&tenant.id)
+        .map_err(|retry_after_secs| IngestError::Throttled { retry_after_secs })?;
 
     let mapping = mapping.ok_or(IngestError::UnknownEntity)?;
     let media = MediaType::from_header(headers.get(header::CONTENT_TYPE))?;

@@ -94,6 +94,10 @@ async fn handle(
             hub_connectors::hubspot::events::RejectedDelivery::Signature(_)
         ),
     })?;
+    state
+        .throttle
+        .admit(&tenant.id)
+        .map_err(|retry_after_secs| IngestError::Throttled { retry_after_secs })?;
     let client = state
         .hubspot_client(&tenant.id, connector)
         .map_err(IngestError::VendorUnavailable)?;

@@ -4,7 +4,8 @@
 //! connector, signature, entity, media type, shape), wraps every record of the body in a
 //! `RawChange` envelope, publishes it to `hub.raw.<vendor>` and answers `202` only once the
 //! broker has acknowledged every record of the request. It also owns the `Idempotency-Key`
-//! replay cache and the ingest metrics.
+//! replay cache, the per-tenant rate limit of the endpoint (`429` with `Retry-After`, from the
+//! tenant's `limits:`) and the ingest metrics.
 //!
 //! Depends on: hub-schemas (the envelope, topics, headers, the Confluent codec), hub-topology
 //! (tenants, connectors, entity mappings, limits, metric names), hub-connectors (the webhook
@@ -23,6 +24,7 @@ mod kafka;
 mod poll;
 mod publisher;
 mod state;
+mod throttle;
 
 #[cfg(test)]
 mod tests;

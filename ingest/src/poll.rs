@@ -148,7 +148,7 @@ fn polls_of(state: &IngestState, tenant: &Tenant, connector: &Connector) -> Vec<
     let Some(api) = &connector.api else {
         return out;
     };
-    let Some(settings) = api_settings(connector) else {
+    let Some(settings) = api_settings(&tenant.id, connector) else {
         return out;
     };
     for object in api.polled(connector) {
@@ -353,9 +353,10 @@ impl Poll {
 }
 
 /// A connector's client settings, from its `api:` section.
-pub(crate) fn api_settings(connector: &Connector) -> Option<ApiSettings> {
+pub(crate) fn api_settings(tenant: &str, connector: &Connector) -> Option<ApiSettings> {
     let api = connector.api.as_ref()?;
     Some(ApiSettings {
+        tenant_id: tenant.to_owned(),
         connector_id: connector.id.clone(),
         base_url: api.base_url.clone(),
         token: api.token.clone(),
@@ -366,6 +367,8 @@ pub(crate) fn api_settings(connector: &Connector) -> Option<ApiSettings> {
         jwt_private_key: api.jwt.as_ref().and_then(|j| j.private_key.clone()),
         requests_per_10s: api.requests_per_10s,
         headroom: api.headroom,
+        daily_limit: api.daily_limit,
+        budget_warn_percent: api.budget_warn_percent,
     })
 }
 

@@ -10,6 +10,7 @@ use hub_topology::{Runtime, Topology};
 
 use crate::idempotency::IdempotencyCache;
 use crate::publisher::Publisher;
+use crate::throttle::TenantThrottle;
 
 /// Bounds on what one request may ask of the hub.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +59,8 @@ pub struct IngestState {
     pub(crate) codec: Arc<Codec>,
     pub(crate) limits: IngestLimits,
     pub(crate) idempotency: IdempotencyCache,
+    /// Each tenant's request rate limit (`limits.ingest_per_s`, `limits.ingest_burst`).
+    pub(crate) throttle: TenantThrottle,
     /// One HubSpot client per connector, shared by its poller and its webhook endpoint, so a
     /// delivery does not build an HTTP client (the account's rate limiter is shared anyway,
     /// by `hub_connectors::build`).
@@ -82,6 +85,7 @@ impl IngestState {
         let idempotency =
             IdempotencyCache::new(limits.idempotency_capacity, limits.idempotency_ttl);
         IngestState {
+            throttle: TenantThrottle::new(&topology),
             topology,
             publisher,
             codec,
@@ -106,7 +110,7 @@ impl IngestState {
         if let Some(c) = clients.get(&key) {
             return Ok(c.clone());
         }
-        let settings = crate::poll::api_settings(connector)
+        let settings = crate::poll::api_settings(tenant, connector)
             .ok_or_else(|| format!("connector '{}' has no api: section", connector.id))?;
         let client = hub_connectors::build::hubspot(&settings).map_err(|e| e.to_string())?;
         clients.insert(key, client.clone());

@@ -931,6 +931,85 @@ fn ingest_emits_its_contract_metrics_with_labels_only_from_the_topology() {
     assert!(!leaked, "a URL value became a label");
 }
 
+/// A tenant over its `limits:` gets `429 rate_limited` with `Retry-After` in the one error
+/// shape, counted per tenant, after the signature check; another tenant is untouched.
+#[test]
+fn a_tenant_over_its_ingest_limit_gets_429_with_retry_after_and_others_are_untouched() {
+    use hub_topology::metrics::INGEST_THROTTLED_TOTAL;
+    let recorder = CapturingRecorder::default();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    metrics::with_local_recorder(&recorder.inner, || {
+        rt.block_on(async {
+            let mut topology = (*topology()).clone();
+            for t in &mut topology.tenants {
+                if t.id == "lakeside-auto" {
+                    t.limits = hub_topology::TenantLimits {
+                        ingest_per_s: 1,
+                        ingest_burst: 2,
+                    };
+                }
+            }
+            let hub = Hub::build_with(
+                Arc::new(topology),
+                IngestLimits::default(),
+                registry_url().await,
+            )
+            .await;
+            // Unsigned traffic spends nothing of the tenant's allowance.
+            for _ in 0..5 {
+                let bad = signed(LAKESIDE_SF, "wrong-secret", "application/json", b"{}");
+                assert_eq!(hub.send(bad).await.status, StatusCode::UNAUTHORIZED);
+            }
+            for _ in 0..2 {
+                let a = hub.send(contact(CONTACT)).await;
+                assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.json);
+            }
+            let refused = hub.send(contact(CONTACT)).await;
+            assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS);
+            assert_eq!(refused.code(), "rate_limited");
+            assert!(refused.json["error"]["message"].as_str().is_some());
+            let wait: u32 = refused.headers["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=2).contains(&wait), "Retry-After {wait}");
+            assert_eq!(
+                hub.publisher.records().len(),
+                2,
+                "nothing of the 429 stored"
+            );
+            // The other tenant keeps the default allowance.
+            let hillcrest = signed(
+                "/ingest/v1/hillcrest-motors/sf-main/Contact",
+                HILLCREST_SF_SECRET,
+                "application/json",
+                CONTACT.as_bytes(),
+            );
+            let other = hub.send(hillcrest).await;
+            assert_ne!(
+                other.status,
+                StatusCode::TOO_MANY_REQUESTS,
+                "{}",
+                other.json
+            );
+        })
+    });
+    assert_eq!(
+        recorder.get(&format!("{INGEST_THROTTLED_TOTAL}{{tenant=lakeside-auto}}")),
+        1.0
+    );
+    assert!(
+        !recorder
+            .keys()
+            .iter()
+            .any(|k| k.starts_with(INGEST_THROTTLED_TOTAL) && k.contains("hillcrest"))
+    );
+}
+
 /// HubSpot's own webhook endpoint: the v3 signature over the URL HubSpot posted to, checked
 /// before anything else is read; a good delivery whose objects cannot be fetched is a 503
 /// (HubSpot retries it) and stores nothing.

@@ -602,6 +602,8 @@ pub fn salesforce_api(
         poll_ms,
         poll: vec!["Contact".into()],
         requests_per_10s: None,
+        daily_limit: None,
+        budget_warn_percent: None,
         headroom: None,
         public_url: None,
     }
@@ -617,6 +619,8 @@ pub fn hubspot_api(hs: &hub_sandbox::HubSpotSandbox, poll_ms: u64) -> hub_topolo
         poll_ms,
         poll: vec!["contacts".into()],
         requests_per_10s: None,
+        daily_limit: None,
+        budget_warn_percent: None,
         headroom: None,
         public_url: None,
     }

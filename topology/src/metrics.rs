@@ -7,6 +7,12 @@
 pub const INGEST_RECORDS_TOTAL: &str = "hub_ingest_records_total";
 /// HTTP requests to the ingest endpoint. Labels: status (the HTTP status code).
 pub const INGEST_REQUESTS_TOTAL: &str = "hub_ingest_requests_total";
+/// Ingest requests refused with `429` because the tenant passed its `limits.ingest_per_s`
+/// (plus burst). Labels: tenant. Appears with the first refusal.
+pub const INGEST_THROTTLED_TOTAL: &str = "hub_ingest_throttled_total";
+/// Control API requests refused with `429` by the per-tenant (or per-caller) API limit.
+/// Labels: tenant (`-` for tenant-less endpoints). Appears with the first refusal.
+pub const API_THROTTLED_TOTAL: &str = "hub_api_throttled_total";
 /// Time from request start to answer. Labels: status.
 pub const INGEST_REQUEST_SECONDS: &str = "hub_ingest_request_duration_seconds";
 /// Records through the transform. Labels: tenant, connector, entity, outcome
@@ -48,6 +54,17 @@ pub const POLL_RECORDS_TOTAL: &str = "hub_poll_records_total";
 pub const VENDOR_RECORDS_TOTAL: &str = "hub_sink_vendor_records_total";
 /// Poll rounds that failed (the next round tries again). Label: connector.
 pub const POLL_ERRORS_TOTAL: &str = "hub_poll_errors_total";
+/// Vendor API calls (every HTTP attempt that reached the vendor or failed on the way).
+/// Labels: tenant, vendor, connector, endpoint, status. Emitted by `hub_connectors::http`.
+pub const VENDOR_API_CALLS_TOTAL: &str = "hub_vendor_api_calls_total";
+/// What is left of a connector's vendor budget. Labels: tenant, connector, window (`day`:
+/// the UTC day's calls against `daily_limit`, or the vendor's own count where it reports one;
+/// `10s`: the current 10-second window against the vendor's per-window limit). Emitted by
+/// `hub_connectors::usage`.
+pub const VENDOR_API_BUDGET_REMAINING: &str = "hub_vendor_api_budget_remaining";
+/// 1 while a connector's remaining daily budget is under its `budget_warn_percent`, else 0.
+/// Labels: tenant, connector.
+pub const VENDOR_API_BUDGET_LOW: &str = "hub_vendor_api_budget_low";
 
 /// Every metric above that is present from a node's first record, for the contract test.
 pub const ALL: [&str; 12] = [

@@ -84,6 +84,38 @@ pub struct Tenant {
     /// entity not listed gets [`Policy::default`] (`manual`: a person decides).
     #[serde(default, with = "serde_yaml::with::singleton_map_recursive")]
     pub conflicts: BTreeMap<String, crate::conflict::Policy>,
+    /// What the hub accepts from this tenant; absent: [`TenantLimits::default`].
+    #[serde(default, skip_serializing_if = "TenantLimits::is_default")]
+    pub limits: TenantLimits,
+}
+
+/// Per-tenant limits on what the hub accepts, so one dealership's burst cannot starve the
+/// others sharing a node. Defaults are generous: they stop a runaway sender, not a busy one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantLimits {
+    /// Webhook requests per second the ingest endpoint accepts from this tenant, sustained,
+    /// counted per node after the signature check (so unsigned traffic spends nothing).
+    /// More → `429 rate_limited` with `Retry-After`. Default 50.
+    pub ingest_per_s: u32,
+    /// Requests accepted at once above the sustained rate (a vendor flushing a backlog).
+    /// Default 200.
+    pub ingest_burst: u32,
+}
+
+impl Default for TenantLimits {
+    fn default() -> Self {
+        TenantLimits {
+            ingest_per_s: 50,
+            ingest_burst: 200,
+        }
+    }
+}
+
+impl TenantLimits {
+    pub fn is_default(&self) -> bool {
+        *self == TenantLimits::default()
+    }
 }
 
 /// The vendors the hub knows. An explicit list: adding one is a deliberate change.
@@ -167,6 +199,16 @@ pub struct ConnectorApi {
     /// vendor's lowest published tier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests_per_10s: Option<u32>,
+    /// API requests this account may make per day (Salesforce's daily allocation, §2.8:
+    /// 100,000 plus 1,000 or 5,000 per licence; HubSpot's private-app daily limit, §3.7);
+    /// default: the vendor's published base (Salesforce 100,000, HubSpot 250,000). The hub
+    /// counts its calls against it; Salesforce's own `Sforce-Limit-Info` count wins when seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daily_limit: Option<u64>,
+    /// Warn (log, `hub_vendor_api_budget_low`, the API's `warning` flag) once the day's
+    /// remaining budget falls below this percentage of `daily_limit`, in 1..=99. Default 20.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_warn_percent: Option<u8>,
     /// The share of the vendor's limits the hub may use, in (0, 1]; default 0.9, leaving
     /// the rest to the dealer's other tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -231,10 +231,41 @@ fn check(topo: &Topology, text: &str) -> Vec<TopologyError> {
                 format!("tenant id '{}' is used twice", t.id),
             );
         }
+        for (name, value) in [
+            ("ingest_per_s", t.limits.ingest_per_s),
+            ("ingest_burst", t.limits.ingest_burst),
+        ] {
+            if value == 0 {
+                err(
+                    line_of(text, &[&format!("{name}:")]),
+                    format!("{tpath}.limits.{name}"),
+                    "must be at least 1".into(),
+                );
+            }
+        }
         let mut connector_ids = HashSet::new();
         for (ci, c) in t.connectors.iter().enumerate() {
             let cpath = format!("{tpath}.connectors[{ci}]");
             let cline = line_of(text, &["id:", &c.id]);
+            if let Some(api) = &c.api {
+                if api.requests_per_10s == Some(0) || api.daily_limit == Some(0) {
+                    err(
+                        line_of(text, &["_limit:"]).or(line_of(text, &["requests_per_10s:"])),
+                        format!("{cpath}.api"),
+                        "requests_per_10s and daily_limit must be at least 1".into(),
+                    );
+                }
+                if api
+                    .budget_warn_percent
+                    .is_some_and(|p| !(1..=99).contains(&p))
+                {
+                    err(
+                        line_of(text, &["budget_warn_percent:"]),
+                        format!("{cpath}.api.budget_warn_percent"),
+                        "must be between 1 and 99 (a percentage of the daily limit)".into(),
+                    );
+                }
+            }
             if !valid_id(&c.id) {
                 err(
                     cline,
@@ -594,6 +625,27 @@ mod tests {
         assert_eq!(expand_env("a: ${NOPE:-x}\n", &env).unwrap(), "a: x\n");
         let e = expand_env("a: 1\nb: ${NOPE}\n", &env).unwrap_err();
         assert_eq!(e[0].line, Some(2));
+    }
+
+    #[test]
+    fn tenant_limits_and_api_budgets_default_and_refuse_nonsense() {
+        let t = parse_with_env("version: 1\ntenants:\n  - id: acme\n", &env).unwrap();
+        assert_eq!(t.tenants[0].limits, crate::TenantLimits::default());
+        let text = "version: 1\ntenants:\n  - id: acme\n    limits: { ingest_per_s: 5, ingest_burst: 10 }\n";
+        let t = parse_with_env(text, &env).unwrap();
+        assert_eq!(t.tenants[0].limits.ingest_per_s, 5);
+        let text = "version: 1\ntenants:\n  - id: acme\n    limits:\n      ingest_per_s: 0\n";
+        let e = parse_with_env(text, &env).unwrap_err();
+        assert_eq!(e[0].path, "tenants[0].limits.ingest_per_s", "{e:?}");
+        assert_eq!(e[0].line, Some(5), "{e:?}");
+        let text = "version: 1\ntenants:\n  - id: acme\n    connectors:\n      - id: hs\n        vendor: hubspot\n        webhook_secret: ${SECRET}\n        api:\n          base_url: https://api.hubapi.com\n          daily_limit: 650000\n          budget_warn_percent: 100\n";
+        let e = parse_with_env(text, &env).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(
+            e[0].path,
+            "tenants[0].connectors[0].api.budget_warn_percent"
+        );
+        assert_eq!(e[0].line, Some(11), "{e:?}");
     }
 
     #[test]

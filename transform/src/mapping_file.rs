@@ -247,6 +247,7 @@ fn check_mappings(file: &MappingFile, text: &str) -> Vec<FileError> {
             targets: Vec::new(),
             routes: Vec::new(),
             conflicts: Default::default(),
+            limits: Default::default(),
         }],
     };
     let Ok(yaml) = serde_yaml::to_string(&topology) else {

@@ -36,106 +36,108 @@ const DEFAULT_TOKEN_TTL_MS: i64 = 90 * 24 * 3600 * 1000;
 pub(super) fn register(r: Routes) -> Routes {
     use Need::{Authenticated, Platform, Public, Tenant as T};
     use Role::{Admin, Operator, Viewer};
-    let r = super::compliance::register(super::analytics::register(super::monitor::register(r)))
-        .add(Verb::Post, "/auth/login", Public, login)
-        .add(Verb::Post, "/auth/logout", Authenticated, logout)
-        .add(Verb::Get, "/me", Authenticated, me)
-        .add(Verb::Get, "/tenants", Platform, list_tenants)
-        .add(Verb::Post, "/tenants", Platform, create_tenant)
-        .add(Verb::Get, "/tenants/{tenant}", T(Viewer), get_tenant)
-        .add(
-            Verb::Get,
-            "/tenants/{tenant}/members",
-            T(Admin),
-            list_members,
-        )
-        .add(
-            Verb::Post,
-            "/tenants/{tenant}/members",
-            T(Admin),
-            add_member,
-        )
-        .add(
-            Verb::Patch,
-            "/tenants/{tenant}/members/{user}",
-            T(Admin),
-            change_member,
-        )
-        .add(
-            Verb::Delete,
-            "/tenants/{tenant}/members/{user}",
-            T(Admin),
-            remove_member,
-        )
-        .add(
-            Verb::Get,
-            "/tenants/{tenant}/api-tokens",
-            T(Admin),
-            list_tokens,
-        )
-        .add(
-            Verb::Post,
-            "/tenants/{tenant}/api-tokens",
-            T(Admin),
-            create_token,
-        )
-        .add(
-            Verb::Delete,
-            "/tenants/{tenant}/api-tokens/{token}",
-            T(Admin),
-            revoke_token,
-        )
-        .add(
-            Verb::Put,
-            "/tenants/{tenant}/connectors/{connector}/credentials",
-            T(Admin),
-            put_credentials,
-        )
-        .add(
-            Verb::Get,
-            "/tenants/{tenant}/connectors/{connector}/credentials",
-            T(Operator),
-            get_credentials,
-        )
-        .add(Verb::Get, "/tenants/{tenant}/audit", T(Admin), list_audit)
-        .add(
-            Verb::Get,
-            "/tenants/{tenant}/audit/export",
-            T(Admin),
-            export_audit,
-        )
-        .add(Verb::Get, "/tenants/{tenant}/jobs", T(Viewer), list_jobs)
-        .add(
-            Verb::Get,
-            "/tenants/{tenant}/jobs/{job}",
-            T(Viewer),
-            get_job,
-        )
-        .add(
-            Verb::Post,
-            "/tenants/{tenant}/jobs/{job}/cancel",
-            T(Operator),
-            cancel_job,
-        )
-        .add(
-            Verb::Post,
-            "/tenants/{tenant}/connectors/{connector}/sync",
-            T(Operator),
-            sync_now,
-        )
-        .add(
-            Verb::Get,
-            "/tenants/{tenant}/connectors/{connector}/schedule",
-            T(Admin),
-            get_schedule,
-        )
-        .add(
-            Verb::Put,
-            "/tenants/{tenant}/connectors/{connector}/schedule",
-            T(Admin),
-            put_schedule,
-        )
-        .add(Verb::Get, "/openapi.json", Public, openapi_json);
+    let r = super::usage::register(super::compliance::register(super::analytics::register(
+        super::monitor::register(r),
+    )))
+    .add(Verb::Post, "/auth/login", Public, login)
+    .add(Verb::Post, "/auth/logout", Authenticated, logout)
+    .add(Verb::Get, "/me", Authenticated, me)
+    .add(Verb::Get, "/tenants", Platform, list_tenants)
+    .add(Verb::Post, "/tenants", Platform, create_tenant)
+    .add(Verb::Get, "/tenants/{tenant}", T(Viewer), get_tenant)
+    .add(
+        Verb::Get,
+        "/tenants/{tenant}/members",
+        T(Admin),
+        list_members,
+    )
+    .add(
+        Verb::Post,
+        "/tenants/{tenant}/members",
+        T(Admin),
+        add_member,
+    )
+    .add(
+        Verb::Patch,
+        "/tenants/{tenant}/members/{user}",
+        T(Admin),
+        change_member,
+    )
+    .add(
+        Verb::Delete,
+        "/tenants/{tenant}/members/{user}",
+        T(Admin),
+        remove_member,
+    )
+    .add(
+        Verb::Get,
+        "/tenants/{tenant}/api-tokens",
+        T(Admin),
+        list_tokens,
+    )
+    .add(
+        Verb::Post,
+        "/tenants/{tenant}/api-tokens",
+        T(Admin),
+        create_token,
+    )
+    .add(
+        Verb::Delete,
+        "/tenants/{tenant}/api-tokens/{token}",
+        T(Admin),
+        revoke_token,
+    )
+    .add(
+        Verb::Put,
+        "/tenants/{tenant}/connectors/{connector}/credentials",
+        T(Admin),
+        put_credentials,
+    )
+    .add(
+        Verb::Get,
+        "/tenants/{tenant}/connectors/{connector}/credentials",
+        T(Operator),
+        get_credentials,
+    )
+    .add(Verb::Get, "/tenants/{tenant}/audit", T(Admin), list_audit)
+    .add(
+        Verb::Get,
+        "/tenants/{tenant}/audit/export",
+        T(Admin),
+        export_audit,
+    )
+    .add(Verb::Get, "/tenants/{tenant}/jobs", T(Viewer), list_jobs)
+    .add(
+        Verb::Get,
+        "/tenants/{tenant}/jobs/{job}",
+        T(Viewer),
+        get_job,
+    )
+    .add(
+        Verb::Post,
+        "/tenants/{tenant}/jobs/{job}/cancel",
+        T(Operator),
+        cancel_job,
+    )
+    .add(
+        Verb::Post,
+        "/tenants/{tenant}/connectors/{connector}/sync",
+        T(Operator),
+        sync_now,
+    )
+    .add(
+        Verb::Get,
+        "/tenants/{tenant}/connectors/{connector}/schedule",
+        T(Admin),
+        get_schedule,
+    )
+    .add(
+        Verb::Put,
+        "/tenants/{tenant}/connectors/{connector}/schedule",
+        T(Admin),
+        put_schedule,
+    )
+    .add(Verb::Get, "/openapi.json", Public, openapi_json);
     super::connectors::register(super::desk::register(r))
 }
 
@@ -177,6 +179,7 @@ pub(super) fn register(r: Routes) -> Routes {
         get_schedule,
         put_schedule,
         super::compliance::compliance_report,
+        super::usage::api_usage,
         openapi_json,
         super::monitor::sync_monitor,
         super::analytics::analytics,
@@ -201,7 +204,7 @@ pub(super) fn register(r: Routes) -> Routes {
         super::connectors::oauth_callback,
     ),
     components(schemas(ErrorBody, ErrorDetail, crate::events::SyncEvent)),
-    modifiers(&SecuritySchemes)
+    modifiers(&SecuritySchemes, &RateLimited)
 )]
 pub(super) struct ApiDoc;
 
@@ -223,6 +226,45 @@ impl Modify for SecuritySchemes {
                  non-GET requests also need the `x-csrf-token` header",
             ))),
         );
+    }
+}
+
+/// Every authenticated operation may answer `429 rate_limited` (the guard's per-tenant and
+/// per-caller limits): added here once rather than on each handler, so none can miss it.
+struct RateLimited;
+
+impl Modify for RateLimited {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        for item in doc.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if op.security.is_none() || op.responses.responses.contains_key("429") {
+                    continue;
+                }
+                let response = ResponseBuilder::new()
+                    .description(
+                        "Too many requests for this tenant (or caller); retry after \
+                         `Retry-After` seconds",
+                    )
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build();
+                op.responses.responses.insert("429".into(), response.into());
+            }
+        }
     }
 }
 

@@ -18,6 +18,10 @@
 //! the change stands unaudited and the caller gets an error (the store has no transaction
 //! spanning both yet).
 //!
+//! The guard also applies the request limits ([`ApiConfig`]'s `tenant_*` keyed by the path's
+//! tenant, `caller_*` keyed by the caller elsewhere), after the access check: `429
+//! rate_limited` with `Retry-After`.
+//!
 //! Errors take one shape everywhere ([`error::ApiError`], whose body is [`error::ErrorBody`]).
 //!
 //! Calls to vendors ("test connection", the OAuth2 code exchange) go through
@@ -41,6 +45,8 @@ mod desk;
 pub mod error;
 mod handlers;
 mod monitor;
+mod throttle;
+mod usage;
 
 use std::sync::Arc;
 
@@ -67,11 +73,33 @@ pub const PREFIX: &str = "/api/v1";
 /// Largest request body accepted: 64 KiB (credentials, schedules and members are small).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// How the API is served.
-#[derive(Debug, Clone, Default)]
+/// How the API is served. Construct with `..Default::default()` for the fields you leave.
+#[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// Served over TLS: the session cookie is then `Secure` and `__Host-` prefixed.
     pub tls: bool,
+    /// Requests per second one tenant's endpoints accept, sustained, summed over its callers
+    /// (per control node). Default 50: a console and a few scripts never meet it.
+    pub tenant_requests_per_s: u32,
+    /// Requests a tenant may send at once above the sustained rate. Default 1000.
+    pub tenant_burst: u32,
+    /// Requests per second one caller may make to endpoints without a tenant (`/me`,
+    /// `/tenants`, sign-out). Default 50.
+    pub caller_requests_per_s: u32,
+    /// Requests a caller may send at once there. Default 1000.
+    pub caller_burst: u32,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            tls: false,
+            tenant_requests_per_s: 50,
+            tenant_burst: 1000,
+            caller_requests_per_s: 50,
+            caller_burst: 1000,
+        }
+    }
 }
 
 /// What an endpoint needs from its caller.
@@ -151,6 +179,8 @@ pub struct ApiState {
     /// The vendor-side calls ("test connection", the OAuth2 code exchange), which the hub
     /// binary provides; `None`: those endpoints answer 501.
     pub connector_check: Option<Arc<dyn ConnectorCheck>>,
+    /// The per-tenant and per-caller request limits, built from `config`.
+    throttle: Arc<throttle::ApiThrottle>,
 }
 
 impl ApiState {
@@ -160,6 +190,7 @@ impl ApiState {
     pub fn new(store: ControlStore, config: ApiConfig) -> Self {
         ApiState {
             store,
+            throttle: Arc::new(throttle::ApiThrottle::new(&config)),
             config,
             events: Arc::new(LocalBus::default()),
             gateway: None,
@@ -303,11 +334,18 @@ async fn admit(state: &ApiState, need: Need, req: Request) -> Result<Request, Ap
     let (mut parts, body) = req.into_parts();
     let authed = auth::authenticate(state, &parts).await?;
     match need {
-        Need::Public | Need::Authenticated => {}
+        Need::Public | Need::Authenticated => {
+            state
+                .throttle
+                .admit(throttle::Key::Caller(authed.actor()))?;
+        }
         Need::Platform => {
             if !authed.caller.platform_admin {
                 return Err(ApiError::forbidden("this needs a platform admin"));
             }
+            state
+                .throttle
+                .admit(throttle::Key::Caller(authed.actor()))?;
         }
         Need::Tenant(role) => {
             let tenant = tenant_in_path(&mut parts).await?;
@@ -325,6 +363,9 @@ async fn admit(state: &ApiState, need: Need, req: Request) -> Result<Request, Ap
             if authed.caller.platform_admin && state.store.get_tenant(&tenant).await?.is_none() {
                 return Err(ApiError::not_found("the tenant"));
             }
+            state
+                .throttle
+                .admit(throttle::Key::Tenant(tenant.as_str()))?;
         }
     }
     parts.extensions.insert(authed);

@@ -271,6 +271,12 @@ const EXPECTED: &[(Verb, &str, Need, u16)] = &[
         Need::Tenant(Role::Admin),
         200,
     ),
+    (
+        Verb::Get,
+        "/api/v1/tenants/{tenant}/api-usage",
+        Need::Tenant(Role::Viewer),
+        200,
+    ),
     // Last: it ends the caller's session.
     (Verb::Post, "/api/v1/auth/logout", Need::Authenticated, 204),
 ];
@@ -1320,7 +1326,14 @@ async fn changes_are_audited_with_actor_target_and_client_address(store: &Contro
 }
 
 async fn over_tls_the_cookie_is_secure_and_host_prefixed(store: &ControlStore) {
-    let router = api(store.clone(), ApiConfig { tls: true }).router;
+    let router = api(
+        store.clone(),
+        ApiConfig {
+            tls: true,
+            ..Default::default()
+        },
+    )
+    .router;
     user(store, "tls@acme.example", false).await;
     let r = call(
         &router,
@@ -1625,6 +1638,259 @@ on_both_backends! {
     async fn without_a_gateway_the_desk_reads_but_does_not_act(h) {
         super::desk_tests::without_a_gateway_the_desk_reads_but_does_not_act(&h.store).await;
     }
+    async fn a_tenant_over_its_api_limit_gets_429_and_others_do_not(h) {
+        api_requests_are_limited_per_tenant_after_the_access_check(&h.store).await;
+    }
+
+    async fn api_usage_reports_limits_remaining_warning_and_history(h) {
+        api_usage_adds_up_nodes_and_prefers_the_vendors_count(&h.store).await;
+    }
+}
+
+async fn api_requests_are_limited_per_tenant_after_the_access_check(store: &ControlStore) {
+    let router = api(
+        store.clone(),
+        ApiConfig {
+            tenant_requests_per_s: 1,
+            tenant_burst: 3,
+            caller_requests_per_s: 1,
+            caller_burst: 2,
+            ..Default::default()
+        },
+    )
+    .router;
+    let (acme, globex) = (t("acme"), t("globex"));
+    store
+        .create_tenant(&acme, "Acme Motors")
+        .await
+        .expect("acme");
+    store
+        .create_tenant(&globex, "Globex")
+        .await
+        .expect("globex");
+    let ann = user(store, "ann@acme.example", false).await;
+    store
+        .set_membership(&ann, &acme, Role::Viewer)
+        .await
+        .expect("member");
+    let ann = sign_in(&router, "ann@acme.example").await;
+    let boss = user(store, "boss@hub.example", true).await;
+    let _ = boss;
+    let boss = sign_in(&router, "boss@hub.example").await;
+
+    // Another tenant's path answers 404 however often: its allowance is not the caller's.
+    for _ in 0..5 {
+        let r = call(&router, Verb::Get, "/api/v1/tenants/globex", &ann, None).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+    }
+    for _ in 0..3 {
+        let r = call(&router, Verb::Get, "/api/v1/tenants/acme", &ann, None).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    // The tenant's allowance is shared by its callers.
+    let r = call(&router, Verb::Get, "/api/v1/tenants/acme/jobs", &boss, None).await;
+    assert_eq!(error_of(&r), (429, "rate_limited".into(), None));
+    let wait: i64 = r.headers[header::RETRY_AFTER]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=1).contains(&wait), "Retry-After {wait}");
+    // Globex is untouched.
+    let r = call(&router, Verb::Get, "/api/v1/tenants/globex", &boss, None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Tenant-less endpoints count per caller.
+    for _ in 0..2 {
+        assert_eq!(
+            call(&router, Verb::Get, "/api/v1/me", &ann, None)
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    let r = call(&router, Verb::Get, "/api/v1/me", &ann, None).await;
+    assert_eq!(error_of(&r), (429, "rate_limited".into(), None));
+    assert_eq!(
+        call(&router, Verb::Get, "/api/v1/me", &boss, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // Unauthenticated requests are refused before any allowance is spent.
+    let r = call(&router, Verb::Get, "/api/v1/me", &Cred::Nobody, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+async fn api_usage_adds_up_nodes_and_prefers_the_vendors_count(store: &ControlStore) {
+    use crate::store::usage::UsageAdd;
+    let router = api(store.clone(), ApiConfig::default()).router;
+    let acme = t("acme");
+    store
+        .create_tenant(&acme, "Acme Motors")
+        .await
+        .expect("acme");
+    store
+        .create_tenant(&t("globex"), "Globex")
+        .await
+        .expect("globex");
+    let viewer = user(store, "viewer@acme.example", false).await;
+    store
+        .set_membership(&viewer, &acme, Role::Viewer)
+        .await
+        .expect("member");
+    let viewer = sign_in(&router, "viewer@acme.example").await;
+    // 2026-11-27T12:00Z.
+    store.pin_clock_ms(1_795_780_800_000);
+    let add = |connector: &str, vendor: &str, day: &str, calls: i64| UsageAdd {
+        tenant: acme.clone(),
+        connector: connector.into(),
+        day: day.into(),
+        vendor: vendor.into(),
+        calls,
+        daily_limit: 1000,
+        window_limit: (vendor == "hubspot").then_some(100),
+        window_seconds: 10,
+        warn_percent: 20,
+        vendor_used: None,
+        vendor_limit: None,
+    };
+    // Two nodes' calls add up.
+    assert_eq!(
+        store
+            .add_api_usage(&add("hs", "hubspot", "2026-11-27", 500))
+            .await
+            .unwrap(),
+        500
+    );
+    assert_eq!(
+        store
+            .add_api_usage(&add("hs", "hubspot", "2026-11-27", 350))
+            .await
+            .unwrap(),
+        850
+    );
+    store
+        .add_api_usage(&add("hs", "hubspot", "2026-11-26", 120))
+        .await
+        .unwrap();
+    // Salesforce reported its own count: it wins over the hub's.
+    store
+        .add_api_usage(&UsageAdd {
+            vendor_used: Some(40_000),
+            vendor_limit: Some(115_000),
+            ..add("sf", "salesforce", "2026-11-27", 10)
+        })
+        .await
+        .unwrap();
+    // A zero delta without a report keeps the last report.
+    store
+        .add_api_usage(&add("sf", "salesforce", "2026-11-27", 0))
+        .await
+        .unwrap();
+    // Another tenant's usage never shows.
+    store
+        .add_api_usage(&UsageAdd {
+            tenant: t("globex"),
+            ..add("hs", "hubspot", "2026-11-27", 7)
+        })
+        .await
+        .unwrap();
+    // Outside the default 30 days.
+    store
+        .add_api_usage(&add("hs", "hubspot", "2026-10-01", 5))
+        .await
+        .unwrap();
+
+    let r = call(
+        &router,
+        Verb::Get,
+        "/api/v1/tenants/acme/api-usage",
+        &viewer,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.json());
+    let v = r.json();
+    assert_eq!(v["today"], "2026-11-27");
+    assert_eq!(v["from"], "2026-10-29");
+    let cs = v["connectors"].as_array().expect("connectors");
+    assert_eq!(cs.len(), 2);
+    let hs = &cs[0];
+    assert_eq!(hs["connector"], "hs");
+    assert_eq!(hs["vendor"], "hubspot");
+    assert_eq!(hs["limits"]["daily"], 1000);
+    assert_eq!(hs["limits"]["per_window"], 100);
+    assert_eq!(hs["today"]["used"], 850);
+    assert_eq!(hs["today"]["remaining"], 150);
+    assert_eq!(hs["today"]["percent_used"], 85.0);
+    assert_eq!(
+        hs["today"]["warning"], true,
+        "150 of 1000 left is under 20 %"
+    );
+    let days: Vec<&str> = hs["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|d| d["day"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(days, ["2026-11-26", "2026-11-27"]);
+    assert_eq!(hs["history"][0]["warning"], false);
+    let sf = &cs[1];
+    assert_eq!(sf["connector"], "sf");
+    assert_eq!(sf["today"]["calls"], 10);
+    assert_eq!(sf["today"]["used"], 40_000);
+    assert_eq!(sf["today"]["vendor_reported"], true);
+    assert_eq!(sf["limits"]["daily"], 115_000);
+    assert_eq!(sf["limits"]["per_window"], Value::Null);
+    assert_eq!(sf["today"]["warning"], false);
+
+    // One connector, an explicit range.
+    let r = call(
+        &router,
+        Verb::Get,
+        "/api/v1/tenants/acme/api-usage?connector=hs&from=2026-10-01&to=2026-10-31",
+        &viewer,
+        None,
+    )
+    .await;
+    let v = r.json();
+    let cs = v["connectors"].as_array().expect("connectors");
+    assert_eq!(cs.len(), 1);
+    assert_eq!(cs[0]["history"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        cs[0]["today"]["used"], 850,
+        "today is today whatever the range"
+    );
+
+    for (query, field) in [
+        ("from=2026-13-01", "from"),
+        ("to=yesterday", "to"),
+        ("from=2026-11-27&to=2026-11-01", "from"),
+        ("from=2020-01-01&to=2026-11-01", "from"),
+    ] {
+        let r = call(
+            &router,
+            Verb::Get,
+            &format!("/api/v1/tenants/acme/api-usage?{query}"),
+            &viewer,
+            None,
+        )
+        .await;
+        assert_eq!(
+            error_of(&r),
+            (422, "invalid_input".into(), Some(field.into())),
+            "{query}"
+        );
+    }
+    let r = call(
+        &router,
+        Verb::Get,
+        "/api/v1/tenants/globex/api-usage",
+        &viewer,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
 mod desk_tests;

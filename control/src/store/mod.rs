@@ -12,7 +12,8 @@
 //! [`audit`] (the hash-chained audit log), [`jobs`] (sync jobs, schedules and leases),
 //! [`connectors`] (connector configurations and OAuth flows), [`desk`] (conflicts and dead
 //! letters awaiting a person), [`analytics`] (sync figures per connector), [`compliance`] (the
-//! FTC Safeguards Rule report, read from all of the above).
+//! FTC Safeguards Rule report, read from all of the above), [`usage`] (vendor API calls per
+//! tenant, connector and day, summed over the nodes).
 
 pub mod analytics;
 pub mod api_tokens;
@@ -24,6 +25,7 @@ pub mod desk;
 pub mod identity;
 pub mod jobs;
 pub mod sessions;
+pub mod usage;
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -198,6 +200,11 @@ fn migrator(backend: Backend) -> Migrator {
                 "compliance",
                 include_str!("../../migrations/sqlite/0006_compliance.sql"),
             ),
+            (
+                7,
+                "vendor API usage",
+                include_str!("../../migrations/sqlite/0007_api_usage.sql"),
+            ),
         ],
         Backend::Postgres => &[
             (
@@ -229,6 +236,11 @@ fn migrator(backend: Backend) -> Migrator {
                 6,
                 "compliance",
                 include_str!("../../migrations/postgres/0006_compliance.sql"),
+            ),
+            (
+                7,
+                "vendor API usage",
+                include_str!("../../migrations/postgres/0007_api_usage.sql"),
             ),
         ],
     };

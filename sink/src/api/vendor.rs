@@ -70,9 +70,10 @@ impl std::fmt::Debug for VendorSink {
 }
 
 /// The client settings of a connector's `api:` section.
-pub fn api_settings(connector: &Connector) -> Option<ApiSettings> {
+pub fn api_settings(tenant: &str, connector: &Connector) -> Option<ApiSettings> {
     let api = connector.api.as_ref()?;
     Some(ApiSettings {
+        tenant_id: tenant.to_owned(),
         connector_id: connector.id.clone(),
         base_url: api.base_url.clone(),
         token: api.token.clone(),
@@ -83,6 +84,8 @@ pub fn api_settings(connector: &Connector) -> Option<ApiSettings> {
         jwt_private_key: api.jwt.as_ref().and_then(|j| j.private_key.clone()),
         requests_per_10s: api.requests_per_10s,
         headroom: api.headroom,
+        daily_limit: api.daily_limit,
+        budget_warn_percent: api.budget_warn_percent,
     })
 }
 
@@ -148,7 +151,7 @@ impl VendorSink {
         let c = tenant
             .connector(connector)
             .ok_or_else(|| SinkError::Config(format!("no connector '{connector}'")))?;
-        let settings = api_settings(c).ok_or_else(|| {
+        let settings = api_settings(&tenant.id, c).ok_or_else(|| {
             SinkError::Config(format!("connector '{connector}' has no api: section"))
         })?;
         let mapping = c
