@@ -501,22 +501,40 @@ pub(super) async fn patch_connector(
             }));
         }
     }
-    let before = require_connector(&state, &tenant, &connector).await?;
-    let mut merged = before.spec.to_json();
-    merge_patch(&mut merged, &Value::Object(patch));
-    let spec = ConnectorSpec::from_json(&merged, &[]).map_err(issue)?;
-    let after = state
-        .store
-        .update_connector(&tenant, &connector, &spec, version)
-        .await
-        .map_err(|e| match e {
-            ControlError::Conflict { what } => ApiError::conflict(
-                "version_mismatch",
-                format!("{what} exists: read it again and reapply the change"),
-            ),
-            ControlError::NotFound { .. } => no_connector(),
-            e => e.into(),
-        })?;
+    // Read, merge, write under the version read: a concurrent change makes the write miss,
+    // and then — unless the caller named a version — the patch is merged again onto the
+    // newer configuration, so concurrent patches never lose each other's fields. Every round
+    // lets at least one writer through, so a few rounds suffice; 50 bound a pathological case.
+    let patch = Value::Object(patch);
+    let mut attempts = 0;
+    let (before, after) = loop {
+        attempts += 1;
+        let before = require_connector(&state, &tenant, &connector).await?;
+        let mut merged = before.spec.to_json();
+        merge_patch(&mut merged, &patch);
+        let spec = ConnectorSpec::from_json(&merged, &[]).map_err(issue)?;
+        match state
+            .store
+            .update_connector(
+                &tenant,
+                &connector,
+                &spec,
+                Some(version.unwrap_or(before.version)),
+            )
+            .await
+        {
+            Ok(after) => break (before, after),
+            Err(ControlError::Conflict { .. }) if version.is_none() && attempts < 50 => continue,
+            Err(ControlError::Conflict { what }) => {
+                return Err(ApiError::conflict(
+                    "version_mismatch",
+                    format!("{what} exists: read it again and reapply the change"),
+                ));
+            }
+            Err(ControlError::NotFound { .. }) => return Err(no_connector()),
+            Err(e) => return Err(e.into()),
+        }
+    };
     audit(
         &state,
         &who,

@@ -866,7 +866,47 @@ async fn the_oauth_flow_stores_tokens_once_per_state(store: &ControlStore) {
     seen.assert_documented();
 }
 
+/// Concurrent patches without a version each merge onto the newest configuration: none is
+/// refused, none loses another's field.
+async fn concurrent_patches_without_a_version_all_apply(store: &ControlStore) {
+    let w = world(store).await;
+    let admin = cred_of(&w, "admin (API token)");
+    configure(store, &t("acme"), "sf-main").await;
+    let one = at(ONE, "acme", "sf-main");
+    let patches: Vec<Value> = (0..8)
+        .map(|i| {
+            if i % 2 == 0 {
+                json!({ "name": format!("CRM {i}") })
+            } else {
+                json!({ "sync": { "batch_size": 100 + i } })
+            }
+        })
+        .collect();
+    let calls = patches
+        .into_iter()
+        .map(|p| call(&w.router, Verb::Patch, &one, admin, Some(p)));
+    for r in futures::future::join_all(calls).await {
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.json());
+    }
+    let after = store
+        .get_connector(&t("acme"), "sf-main")
+        .await
+        .expect("read")
+        .expect("there");
+    assert_eq!(after.version, 9, "one version per patch");
+    assert!(after.spec.name.starts_with("CRM "), "{}", after.spec.name);
+    assert!(
+        after.spec.sync.batch_size > 100,
+        "{}",
+        after.spec.sync.batch_size
+    );
+}
+
 on_both_backends! {
+    async fn concurrent_connector_patches(h) {
+        concurrent_patches_without_a_version_all_apply(&h.store).await;
+    }
+
     async fn connector_configuration_crud(h) {
         connectors_are_configured_validated_and_kept_per_tenant(&h.store).await;
     }
