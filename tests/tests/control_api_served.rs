@@ -195,5 +195,42 @@ async fn the_node_serves_the_api_and_audits_what_it_changes() -> anyhow::Result<
         "the old key no longer opens them"
     );
     old.close().await;
+
+    // Tampering, as someone with write access to the database would: drop the append-only
+    // triggers, edit one entry and delete another. `hub audit verify` fails and names both.
+    let db = sqlx::SqlitePool::connect(&store).await?;
+    let seqs: Vec<(i64,)> = sqlx::query_as("SELECT seq FROM audit_log ORDER BY seq")
+        .fetch_all(&db)
+        .await?;
+    assert!(seqs.len() >= 4, "{seqs:?}");
+    let (edited, deleted) = (seqs[1].0, seqs[2].0);
+    for sql in [
+        "DROP TRIGGER audit_log_no_update".to_string(),
+        "DROP TRIGGER audit_log_no_delete".to_string(),
+        format!("UPDATE audit_log SET actor = 'user:someone-else' WHERE seq = {edited}"),
+        format!("DELETE FROM audit_log WHERE seq = {deleted}"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&db).await?;
+    }
+    db.close().await;
+    let broken = Command::new(hub_bin())
+        .args(["audit", "verify", "--store", &store])
+        .env("HUB_MASTER_KEY", NEW_MASTER_KEY)
+        .env("HUB_MASTER_KEY_VERSION", "2")
+        .output()?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&broken.stdout),
+        String::from_utf8_lossy(&broken.stderr)
+    );
+    assert!(!broken.status.success(), "verify must fail: {said}");
+    assert!(
+        said.contains(&format!("{edited}")) && said.contains("edited"),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("{deleted}")) && said.contains("deleted"),
+        "{said}"
+    );
     Ok(())
 }
