@@ -161,8 +161,15 @@ impl Node {
             info!("control API at /api/v1");
             control_plane = Some((store, events));
         }
-        // Vendor API usage of this node's connectors, added up in the control store.
-        if let Ok(url) = std::env::var("HUB_CONTROL_STORE") {
+        // Vendor API usage of this node's connectors, added up in the control store: the
+        // node's own control plane's, or (a node without the control role) the one named by
+        // HUB_CONTROL_STORE.
+        if let Some((store, _)) = &control_plane {
+            tasks.push(crate::usage::spawn_flusher_on(
+                store.clone(),
+                shutdown_rx.clone(),
+            ));
+        } else if let Ok(url) = std::env::var("HUB_CONTROL_STORE") {
             tasks.push(crate::usage::spawn_flusher(url, shutdown_rx.clone()));
         }
         let registry_url = if embedded {

@@ -18,7 +18,27 @@ use tracing::{debug, warn};
 /// minute, rarely enough that the store sees a handful of upserts per connector and minute.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(15);
 
-/// Flushes every [`FLUSH_EVERY`] until `shutdown`, then once more.
+/// Flushes every [`FLUSH_EVERY`] into an already opened store (the node's control plane's)
+/// until `shutdown`, then once more.
+pub fn spawn_flusher_on(store: ControlStore, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    tokio::spawn(flush_until_shutdown(store, shutdown))
+}
+
+async fn flush_until_shutdown(store: ControlStore, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => flush(&store).await,
+            _ = shutdown.changed() => {
+                flush(&store).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Opens the store at `url` (retrying) and flushes into it like [`spawn_flusher_on`].
 pub fn spawn_flusher(url: String, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
         // The flusher never reads a credential, so the master key only matters when the
@@ -37,17 +57,7 @@ pub fn spawn_flusher(url: String, mut shutdown: watch::Receiver<bool>) -> JoinHa
                 }
             }
         };
-        let mut tick = tokio::time::interval(FLUSH_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => flush(&store).await,
-                _ = shutdown.changed() => {
-                    flush(&store).await;
-                    return;
-                }
-            }
-        }
+        flush_until_shutdown(store, shutdown).await;
     })
 }
 
