@@ -280,11 +280,6 @@ pub fn api(store: ControlStore, config: ApiConfig) -> Api {
     ApiState::new(store, config).into_api()
 }
 
-/// Builds the API over `state` (e.g. with the node's event bus and pipeline gateway).
-pub fn api_with(state: ApiState) -> Api {
-    state.into_api()
-}
-
 /// The API's OpenAPI 3.1 document, as served at `GET /api/v1/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     use utoipa::OpenApi;

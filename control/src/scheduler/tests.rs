@@ -11,7 +11,7 @@ use crate::crypto::MasterKey;
 use crate::events::LocalBus;
 use crate::store::StoreSettings;
 use crate::store::jobs::{Frequency, JobTrigger};
-use crate::store::testing::on_both_backends;
+use crate::store::testing::{Harness, on_both_backends};
 
 const T0: i64 = 1_800_000_000_000;
 const MINUTE_MS: i64 = 60 * 1000;
@@ -371,5 +371,3 @@ async fn a_lapsed_lease_is_taken_over_and_the_old_node_lets_go() {
     dying_store.close().await;
     h.cleanup().await;
 }
-
-use crate::store::testing::Harness;

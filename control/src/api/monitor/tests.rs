@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
 
-use crate::api::{ApiConfig, ApiState, api_with};
+use crate::api::{ApiConfig, ApiState};
 use crate::auth::{Role, TenantId};
 use crate::crypto::MasterKey;
 use crate::events::{EventBus, LocalBus, SyncEvent};
@@ -35,7 +35,7 @@ fn started(tenant: &str, job: &str) -> SyncEvent {
 }
 
 async fn serve(state: ApiState) -> SocketAddr {
-    let app = api_with(state).router;
+    let app = state.into_api().router;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

@@ -23,11 +23,10 @@ pub(super) async fn the_desk_shows_resolves_replays_and_discards(store: &Control
         .await
         .expect("globex");
     let gateway = Arc::new(FakeGateway::default());
-    let router = super::super::api_with(
-        super::super::ApiState::new(store.clone(), ApiConfig::default())
-            .with_gateway(gateway.clone()),
-    )
-    .router;
+    let router = super::super::ApiState::new(store.clone(), ApiConfig::default())
+        .with_gateway(gateway.clone())
+        .into_api()
+        .router;
     let viewer = bearer(store, &acme, Role::Viewer).await;
     let operator = bearer(store, &acme, Role::Operator).await;
     for id in ["customer:c1", "customer:c2", "customer:c3", "customer:c4"] {
